@@ -1,0 +1,33 @@
+# Every target does its own setup on a fresh machine: a venv, the CPU build of torch, the package.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test test-slow demo install bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# the CPU build of torch first: an unpinned torch pulls gigabytes of CUDA packages
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+demo: $(STAMP)
+	$(VENV)/bin/molsample systems
+	$(VENV)/bin/molsample energy --system lj13 --random 3
+
+bench: $(STAMP)
+	$(PY) benchmarks/energy_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from molsample.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""The ``molsample`` command line: a thin click group over the library.
+
+Each command lives in its own module under :mod:`molsample.commands` and is registered
+here. User errors (:class:`molsample.errors.MolsampleError`) are printed without a
+traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from molsample.errors import MolsampleError
+
+#: command name → "module:function" of a click.Command, imported only when used.
+COMMANDS: dict[str, str] = {
+    "systems": "molsample.commands.systems_cmd:systems",
+    "energy": "molsample.commands.systems_cmd:energy",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use (fast ``--help``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="molsample")
+def cli() -> None:
+    """molsample: Boltzmann-generator sampling of molecules and clusters."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the CLI, turning user errors into exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="molsample", standalone_mode=False)
+    except MolsampleError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,328 @@
+"""Systems: an energy coupled with a temperature, a topology and metadata, read from TOML cards.
+
+A card is a TOML file in ``systems/`` (looked up by name) or anywhere (looked up by path)::
+
+    name = "lj13"
+    description = "Lennard-Jones 13-atom cluster, benchmark convention"
+    kT = 1.0                     # in the energy's unit; or temperature_K = 300 for kJ/mol energies
+    remove_com = true            # particles live on the zero-centre-of-mass subspace
+
+    [energy]
+    type = "lennard_jones"       # lennard_jones | double_well | ring2d | gaussian | openmm | plugin
+    n_particles = 13
+    pair_factor = 2.0
+    oscillator_scale = 1.0
+
+See docs/systems.md for every energy type and its keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from molsample import units
+from molsample.energies import Energy, GaussianEnergy, LennardJones, MultiDoubleWell, RingMixture
+from molsample.errors import ConfigError, MissingFileError, UnknownSystemError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: Folder of the cards shipped with molsample (the repository's ``systems/``).
+PACKAGE_SYSTEMS_DIR = Path(__file__).resolve().parent.parent / "systems"
+
+
+@dataclasses.dataclass
+class System:
+    """An energy with everything needed to sample its Boltzmann distribution.
+
+    Attributes:
+        name: card name.
+        energy: the :class:`~molsample.energies.Energy`.
+        kT: thermal energy in the energy's unit (the target is exp(−E/kT)).
+        remove_com: whether configurations live on the zero-centre-of-mass subspace.
+        topology: ``mdtraj.Topology`` for particle/molecular systems, ``None`` for toys.
+        temperature_K: temperature in kelvin for physical systems, else ``None``.
+        description: one line for humans.
+        convention: how the energy is defined (e.g. the LJ pair convention), for docs and files.
+        card: the parsed card (all keys, including ones molsample does not interpret).
+        card_path: where the card was read from.
+    """
+
+    name: str
+    energy: Energy
+    kT: float
+    remove_com: bool
+    topology: Any = None
+    temperature_K: float | None = None
+    description: str = ""
+    convention: str = ""
+    card: dict = dataclasses.field(default_factory=dict)
+    card_path: Path | None = None
+
+    @property
+    def n_particles(self) -> int:
+        return self.energy.n_particles
+
+    @property
+    def dim(self) -> int:
+        return self.energy.dim
+
+    @property
+    def event_shape(self) -> tuple[int, int]:
+        return (self.energy.n_particles, self.energy.dim)
+
+    @property
+    def energy_unit(self) -> str:
+        return self.energy.unit
+
+    @property
+    def length_unit(self) -> str:
+        return self.energy.length_unit
+
+    def reduced_energy(self, x: torch.Tensor) -> torch.Tensor:
+        """E(x)/kT, ``(batch,)`` — the negative log of the unnormalized target."""
+        return self.energy.energy(x) / self.kT
+
+    def exact_sampler(self) -> Callable[[int, torch.Generator | None], torch.Tensor] | None:
+        """``sample(n, generator) -> (n, n_particles, dim)`` when the target can be sampled exactly."""
+        return getattr(self.energy, "sample", None)
+
+
+# --------------------------------------------------------------------------- energy factories
+
+EnergyFactory = Callable[[dict, Path], Energy]
+
+
+def _take(table: dict, key: str, typ: type, where: str, default: Any = dataclasses.MISSING) -> Any:
+    if key not in table:
+        if default is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing key '{key}' in [energy]; add e.g. {key} = ...")
+        return default
+    value = table[key]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{where}: [energy].{key} must be {typ.__name__}, got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def _lennard_jones(table: dict, card_path: Path) -> Energy:
+    w = str(card_path)
+    return LennardJones(
+        n_particles=_take(table, "n_particles", int, w),
+        dim=_take(table, "dim", int, w, 3),
+        epsilon=_take(table, "epsilon", float, w, 1.0),
+        r_m=_take(table, "r_m", float, w, 1.0),
+        pair_factor=_take(table, "pair_factor", float, w, 1.0),
+        oscillator_scale=_take(table, "oscillator_scale", float, w, 0.0),
+        distance_floor=_take(table, "distance_floor", float, w, 0.2),
+    )
+
+
+def _double_well(table: dict, card_path: Path) -> Energy:
+    w = str(card_path)
+    return MultiDoubleWell(
+        n_particles=_take(table, "n_particles", int, w, 4),
+        dim=_take(table, "dim", int, w, 2),
+        a=_take(table, "a", float, w, 0.9),
+        b=_take(table, "b", float, w, -4.0),
+        d0=_take(table, "d0", float, w, 4.0),
+    )
+
+
+def _ring2d(table: dict, card_path: Path) -> Energy:
+    w = str(card_path)
+    return RingMixture(
+        n_modes=_take(table, "n_modes", int, w, 8),
+        radius=_take(table, "radius", float, w, 4.0),
+        sigma=_take(table, "sigma", float, w, 0.15),
+    )
+
+
+def _gaussian(table: dict, card_path: Path) -> Energy:
+    w = str(card_path)
+    return GaussianEnergy(_take(table, "mean", list, w), _take(table, "cov", list, w))
+
+
+def _openmm(table: dict, card_path: Path) -> Energy:
+    from molsample.energies.openmm_bridge import energy_from_card
+
+    return energy_from_card(table, card_path)
+
+
+def _plugin(table: dict, card_path: Path) -> Energy:
+    spec = _take(table, "path", str, str(card_path))
+    params = table.get("params", {})
+    if not isinstance(params, dict):
+        raise ConfigError(f"{card_path}: [energy].params must be a table, got {params!r}")
+    return load_plugin_energy(spec, base_dir=card_path.parent, **params)
+
+
+ENERGY_TYPES: dict[str, EnergyFactory] = {
+    "lennard_jones": _lennard_jones,
+    "double_well": _double_well,
+    "ring2d": _ring2d,
+    "gaussian": _gaussian,
+    "openmm": _openmm,
+    "plugin": _plugin,
+}
+
+
+def load_plugin_energy(spec: str, base_dir: Path | None = None, **params: Any) -> Energy:
+    """Instantiate an :class:`Energy` subclass defined in a Python file.
+
+    Args:
+        spec: ``"path/to/file.py:ClassName"``; a relative path is tried against ``base_dir``,
+            its parent (the project root for cards in ``systems/``) and the working directory.
+        params: keyword arguments for the class.
+    """
+    if ":" not in spec:
+        raise ConfigError(f"plugin energy '{spec}' must look like 'potentials/my_energy.py:MyEnergy'")
+    file_part, cls_name = spec.rsplit(":", 1)
+    candidates = [Path(file_part)]
+    if not Path(file_part).is_absolute():
+        roots = [base_dir, base_dir.parent if base_dir else None, Path.cwd()]
+        candidates = [r / file_part for r in roots if r is not None]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        tried = ", ".join(str(p) for p in candidates)
+        raise MissingFileError(f"plugin file '{file_part}' not found (tried {tried}); fix the path in the card")
+    module_name = f"molsample_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"
+    mod_spec = importlib.util.spec_from_file_location(module_name, path)
+    assert mod_spec is not None and mod_spec.loader is not None
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise ConfigError(f"plugin file {path} defines no '{cls_name}'; check the name after ':'")
+    energy = cls(**params)
+    if not isinstance(energy, Energy):
+        raise ConfigError(f"{spec} is not a molsample.energies.Energy subclass; derive from Energy")
+    return energy
+
+
+# --------------------------------------------------------------------------- cards
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for cards by name: ``$MOLSAMPLE_SYSTEMS_PATH`` (os.pathsep-separated),
+    ``./systems`` and the shipped ``systems/``."""
+    dirs = [Path(p) for p in os.environ.get("MOLSAMPLE_SYSTEMS_PATH", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "systems", PACKAGE_SYSTEMS_DIR]
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [s.resolve() for s in seen]:
+            seen.append(d)
+    return seen
+
+
+def available_systems() -> dict[str, Path]:
+    """Card name → card path for every card found in :func:`search_dirs` (first wins)."""
+    found: dict[str, Path] = {}
+    for d in search_dirs():
+        for p in sorted(d.glob("*.toml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def read_card(path: Path) -> dict:
+    """Parse a card file; malformed TOML raises :class:`ConfigError` with the file and line."""
+    if not path.is_file():
+        raise MissingFileError(f"system card {path} does not exist; check the path or run `molsample systems`")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML ({exc}); fix the syntax at that line") from exc
+
+
+def resolve_card_path(name_or_path: str | os.PathLike) -> Path:
+    """A card path from a name (``lj13``) or a path (``my/card.toml``)."""
+    s = str(name_or_path)
+    p = Path(s)
+    if s.endswith(".toml") or os.sep in s or p.is_file():
+        if not p.is_file():
+            raise MissingFileError(f"system card {p} does not exist; check the path or run `molsample systems`")
+        return p
+    known = available_systems()
+    if s not in known:
+        names = ", ".join(sorted(known)) or "(none found)"
+        raise UnknownSystemError(
+            f"unknown system '{s}'; known systems: {names}. Pass one of these or a path to a .toml card"
+        )
+    return known[s]
+
+
+def system_from_card(card: dict, card_path: Path) -> System:
+    """Build a :class:`System` from a parsed card."""
+    energy_table = card.get("energy")
+    if not isinstance(energy_table, dict):
+        raise ConfigError(f"{card_path}: missing [energy] table; add [energy] with type = \"lennard_jones\" etc.")
+    etype = energy_table.get("type")
+    if etype not in ENERGY_TYPES:
+        raise ConfigError(
+            f"{card_path}: [energy].type = {etype!r} is not known; use one of {', '.join(ENERGY_TYPES)}"
+        )
+    energy = ENERGY_TYPES[etype](energy_table, card_path)
+
+    temperature = card.get("temperature_K")
+    if "kT" in card:
+        kT = card["kT"]
+        if not isinstance(kT, (int, float)) or isinstance(kT, bool) or kT <= 0:
+            raise ConfigError(f"{card_path}: kT must be a positive number, got {kT!r}")
+        kT = float(kT)
+    elif temperature is not None:
+        if not isinstance(temperature, (int, float)) or temperature <= 0:
+            raise ConfigError(f"{card_path}: temperature_K must be a positive number, got {temperature!r}")
+        if energy.unit != "kJ/mol":
+            raise ConfigError(
+                f"{card_path}: temperature_K needs an energy in kJ/mol, this one is in {energy.unit}; give kT instead"
+            )
+        kT = units.kT(float(temperature))
+    else:
+        raise ConfigError(f"{card_path}: give kT (in the energy's unit) or temperature_K (kelvin)")
+
+    remove_com = card.get("remove_com", energy.n_particles > 1)
+    if not isinstance(remove_com, bool):
+        raise ConfigError(f"{card_path}: remove_com must be true or false, got {remove_com!r}")
+
+    topology = getattr(energy, "topology", None)
+    if topology is None and etype in ("lennard_jones",) and energy.dim == 3:
+        from molsample.topology import particle_topology
+
+        topology = particle_topology(energy.n_particles, element=card.get("element", "Ar"))
+
+    return System(
+        name=str(card.get("name", card_path.stem)),
+        energy=energy,
+        kT=kT,
+        remove_com=remove_com,
+        topology=topology,
+        temperature_K=float(temperature) if temperature is not None else None,
+        description=str(card.get("description", "")),
+        convention=str(card.get("convention", "")),
+        card=card,
+        card_path=card_path,
+    )
+
+
+def load_system(name_or_path: str | os.PathLike) -> System:
+    """Load a system by card name (``"lj13"``) or card path.
+
+    Raises:
+        UnknownSystemError: the name is not a known card (the message lists the known ones).
+        MissingFileError: a card path or a file it names does not exist.
+        ConfigError: the card is malformed or misses a key.
+    """
+    path = resolve_card_path(name_or_path)
+    return system_from_card(read_card(path), path)
