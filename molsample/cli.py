@@ -8,6 +8,7 @@ traceback and exit with status 2.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click
@@ -18,6 +19,12 @@ from molsample.errors import MolsampleError
 COMMANDS: dict[str, str] = {
     "systems": "molsample.commands.systems_cmd:systems",
     "energy": "molsample.commands.systems_cmd:energy",
+    "pretrain": "molsample.commands.pretrain_cmd:pretrain",
+    "tilt": "molsample.commands.tilt_cmd:tilt",
+    "sample": "molsample.commands.sample_cmd:sample",
+    "reference": "molsample.commands.reference_cmd:reference",
+    "report": "molsample.commands.report_cmd:report",
+    "export": "molsample.commands.export_cmd:export",
 }
 
 
@@ -25,11 +32,15 @@ class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use (fast ``--help``)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(n for n in COMMANDS if self._importable(n))
+
+    @staticmethod
+    def _importable(name: str) -> bool:
+        return importlib.util.find_spec(COMMANDS[name].split(":")[0]) is not None
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
-        if target is None:
+        if target is None or not self._importable(name):
             return None
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
