@@ -3,6 +3,7 @@
 from molsample.energies.base import Energy, pairwise_distances
 from molsample.energies.double_well import MultiDoubleWell
 from molsample.energies.lennard_jones import LennardJones
+from molsample.energies.openmm_bridge import OpenMMEnergy
 from molsample.energies.toy2d import (
     GaussianEnergy,
     RingMixture,
@@ -16,6 +17,7 @@ __all__ = [
     "GaussianEnergy",
     "LennardJones",
     "MultiDoubleWell",
+    "OpenMMEnergy",
     "RingMixture",
     "bump_reward",
     "pairwise_distances",
