@@ -1,0 +1,29 @@
+"""``molsample export``: run samples as a trajectory file (via mdtraj) or a .npy array."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("run")
+@click.option("--format", "fmt", type=click.Choice(["pdb", "dcd", "xtc", "h5", "npy"], case_sensitive=False),
+              default=None, help="Output format [default: from the extension of --out].")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output file.")
+@click.option("--resample", type=click.IntRange(min=1), default=None,
+              help="Draw N frames by importance weight (systematic resampling) instead of all raw samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+@click.option("--name", default="samples", show_default=True,
+              help="Sample set to export (samples, reference, mcmc_corrected, ...).")
+def export(run: str, fmt: str | None, out: str, resample: int | None, seed: int, name: str) -> None:
+    """Export the samples of RUN (a run folder or its samples.h5) to pdb, dcd, xtc, h5 or npy.
+
+    Trajectory formats need 3-D positions; 2-D systems export with --format npy.
+    """
+    from molsample.io.export import export_run
+
+    res = export_run(run, out, fmt, resample=resample, seed=seed, name=name)
+    how = f"resampled by weight (seed {seed}) from {res.n_source}" if res.resampled else "raw"
+    ess = f", ESS {res.ess:.3g} of the source weights" if res.ess is not None else ""
+    unit = " (reduced lengths stored as nm)" if res.length_unit == "reduced" and res.format != "npy" else ""
+    click.echo(f"wrote {res.n_frames} frames ({how}{ess}) to {res.path} [{res.format}]{unit}")

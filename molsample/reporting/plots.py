@@ -1,0 +1,276 @@
+"""Report figures (PNG) drawn with matplotlib's object API on the Agg canvas.
+
+No pyplot and no global backend switch: each function builds a ``matplotlib.figure.Figure``
+with ``layout="constrained"`` (no clipped labels), saves it atomically and returns the path.
+Colours are fixed across figures: flow samples blue, reweighted orange, MCMC-corrected green,
+reference black.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from molsample.io.atomic import atomic_path
+from molsample.reporting.stats import pair_distances, weighted_histogram
+
+#: Line colours by role.
+COLORS = {"flow": "#1f77b4", "reweighted": "#ff7f0e", "mcmc": "#2ca02c", "reference": "#222222"}
+DPI = 120
+
+
+@dataclass
+class Series:
+    """One sample set in a figure: ``values`` with optional ``weights``, a ``label`` and a ``role``
+    (``flow | reweighted | mcmc | reference``, which picks colour and line style)."""
+
+    label: str
+    values: np.ndarray
+    weights: np.ndarray | None = None
+    role: str = "flow"
+
+
+def unit_label(unit: str) -> str:
+    """Axis-label unit text: ``"reduced"`` → ``"reduced units"``."""
+    return "reduced units" if unit in ("reduced", "", None) else unit
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+    return path
+
+
+def _style(role: str) -> dict:
+    return {
+        "color": COLORS.get(role, "#7f7f7f"),
+        "linestyle": "--" if role == "reference" else "-",
+        "linewidth": 2.0 if role == "reference" else 1.6,
+    }
+
+
+def _finite_range(series: Sequence[Series], lo_q: float = 0.005, hi_q: float = 0.995) -> tuple[float, float] | None:
+    """A plotting range: the reference's 0.1–99.9 % range widened by 10 % when there is one,
+    else the union of the other sets' lo_q–hi_q quantile ranges (flow samples can have far
+    outliers — clashes at 1e6 — that would flatten every histogram)."""
+    refs = [s for s in series if s.role == "reference"]
+    pool = refs or list(series)
+    lo, hi = math.inf, -math.inf
+    for s in pool:
+        v = np.asarray(s.values, dtype=np.float64).reshape(-1)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            continue
+        a, b = np.quantile(v, [0.001, 0.999] if refs else [lo_q, hi_q])
+        lo, hi = min(lo, a), max(hi, b)
+    if not math.isfinite(lo) or not math.isfinite(hi):
+        return None
+    pad = 0.1 * (hi - lo) if hi > lo else 0.5
+    return lo - pad, hi + pad
+
+
+def _outside_fraction(s: Series, rng: tuple[float, float]) -> float:
+    v = np.asarray(s.values, dtype=np.float64).reshape(-1)
+    w = np.ones_like(v)
+    if s.weights is not None:
+        w = np.broadcast_to(np.asarray(s.weights, dtype=np.float64).reshape(-1), v.shape)
+    ok = np.isfinite(w) & (w > 0)
+    if not ok.any():
+        return 0.0
+    out = ~np.isfinite(v) | (v < rng[0]) | (v > rng[1])
+    return float(w[ok & out].sum() / w[ok].sum())
+
+
+def histogram_panel(ax, series: Sequence[Series], xlabel: str, bins: int = 70,
+                    rng: tuple[float, float] | None = None) -> None:
+    """Draw weighted density histograms of several series as step lines on ``ax``."""
+    rng = rng or _finite_range(series)
+    if rng is None:
+        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+        return
+    edges = np.linspace(rng[0], rng[1], bins + 1)
+    for s in series:
+        dens, _ = weighted_histogram(s.values, s.weights, bins=edges)
+        label = s.label
+        frac = _outside_fraction(s, rng)
+        if frac >= 0.001:
+            label += f" ({100 * frac:.1f}% outside)"
+        ax.stairs(dens, edges, label=label, **_style(s.role))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_xlim(*rng)
+    ax.legend(fontsize="small")
+
+
+def plot_energy(series: Sequence[Series], energy_unit: str, path: str | os.PathLike,
+                title: str = "Energy distribution") -> Path:
+    """Energy histograms (flow, reweighted, MCMC, reference) → PNG."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    histogram_panel(ax, series, f"energy [{unit_label(energy_unit)}]")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_distances(series: Sequence[Series], length_unit: str, path: str | os.PathLike) -> Path:
+    """Histogram of all interparticle distances; ``series.values`` are positions ``(n, particles, dim)``
+    and ``series.weights`` per-sample weights (repeated over the pairs)."""
+    dist_series = []
+    for s in series:
+        d = pair_distances(s.values)
+        w = None if s.weights is None else np.repeat(np.asarray(s.weights, dtype=np.float64), d.shape[1])
+        dist_series.append(Series(s.label, d.reshape(-1), w, s.role))
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    unit = "nm" if length_unit == "nm" else unit_label(length_unit)
+    histogram_panel(ax, dist_series, f"interparticle distance [{unit}]")
+    ax.set_title("Interparticle distances (all pairs)")
+    return _save(fig, path)
+
+
+def _xaxis(history: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, str]:
+    a = history.get("a")
+    if a is not None and len(a) == n:
+        return np.asarray(a), "tilt level a"
+    return np.arange(n), "annealing level"
+
+
+def plot_annealing(history: Mapping[str, np.ndarray], path: str | os.PathLike,
+                   energy_unit: str = "reduced") -> Path | None:
+    """ESS, step size h and mean reward/energy across annealing levels → PNG (``None`` if no data)."""
+    panels = []
+    ess_keys = [k for k in ("ess", "ess_incremental") if k in history and np.isfinite(history[k]).any()]
+    if ess_keys:
+        panels.append("ess")
+    if "h" in history and len(history["h"]):
+        panels.append("h")
+    means = [k for k in ("mean_reward", "mean_energy") if k in history and np.isfinite(history[k]).any()]
+    panels += means
+    if not panels:
+        return None
+    ncols = min(2, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(5.2 * ncols, 3.6 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    labels = {"ess": "ESS of final weights", "ess_incremental": "ESS of incremental weights $e^{h\\,r}$"}
+    for ax, panel in zip(axes, panels):
+        if panel == "ess":
+            for k, color in zip(ess_keys, ("#1f77b4", "#9467bd")):
+                y = np.asarray(history[k], dtype=float)
+                x, xl = _xaxis(history, len(y))
+                ok = np.isfinite(y)
+                ax.plot(x[ok], y[ok], "o-", color=color, markersize=3.5, label=labels[k])
+            ax.set_ylim(0, 1.05)
+            ax.set_ylabel("ESS (fraction of samples)")
+            ax.set_title("Effective sample size")
+            ax.legend(fontsize="small")
+        elif panel == "h":
+            y = np.asarray(history["h"], dtype=float)
+            x, xl = _xaxis(history, len(y))
+            ax.plot(x, y, "o-", color="#8c564b", markersize=3.5)
+            ax.set_ylabel("step h")
+            ax.set_title("Annealing step per level")
+        else:
+            y = np.asarray(history[panel], dtype=float)
+            x, xl = _xaxis(history, len(y))
+            ax.plot(x, y, "o-", color="#17becf", markersize=3.5)
+            ax.set_ylabel(f"mean energy [{unit_label(energy_unit)}]" if panel == "mean_energy" else "mean reward")
+            ax.set_title(panel.replace("_", " ").capitalize() + " of level samples")
+        ax.set_xlabel(xl)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return _save(fig, path)
+
+
+def plot_losses(history: Mapping[str, np.ndarray], path: str | os.PathLike) -> Path | None:
+    """Every history key containing ``loss`` against its index → PNG. Keys with one value per
+    annealing level are drawn against a; longer ones (per gradient step) in a second panel."""
+    keys = [k for k in history if "loss" in k.lower() and np.isfinite(np.asarray(history[k], dtype=float)).any()]
+    if not keys:
+        return None
+    groups: dict[str, list[str]] = {}
+    for k in sorted(keys):
+        _, xl = _xaxis(history, len(history[k]))
+        if xl == "annealing level" and "a" in history:
+            xl = "step"
+        groups.setdefault(xl, []).append(k)
+    fig = Figure(figsize=(6.4 * len(groups) if len(groups) > 1 else 6.4, 4.0), layout="constrained")
+    axes = fig.subplots(1, len(groups), squeeze=False).ravel()
+    for ax, (xl, ks) in zip(axes, groups.items()):
+        positive = True
+        for k in ks:
+            y = np.asarray(history[k], dtype=float)
+            x, _ = _xaxis(history, len(y))
+            ok = np.isfinite(y)
+            positive &= bool((y[ok] > 0).all())
+            ax.plot(x[ok], y[ok], marker="o" if ok.sum() <= 60 else None, markersize=3, label=k.replace("_", " "))
+        if positive:
+            ax.set_yscale("log")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("loss")
+        ax.set_title("Training loss" + (" per level" if xl == "tilt level a" else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def _hist2d_panels(fig: Figure, panels: Sequence[Series], extent: tuple[float, float, float, float],
+                   bins: int, xlabel: str, ylabel: str, cbar_label: str) -> None:
+    axes = fig.subplots(1, len(panels), squeeze=False, sharex=True, sharey=True).ravel()
+    grids, vmax, vmin = [], 0.0, math.inf
+    for s in panels:
+        xy = np.asarray(s.values, dtype=np.float64)
+        w = None if s.weights is None else np.asarray(s.weights, dtype=np.float64)
+        ok = np.isfinite(xy).all(axis=1) & (True if w is None else (np.isfinite(w) & (w > 0)))
+        ww = None if w is None else w[ok]
+        h, xe, ye = np.histogram2d(xy[ok, 0], xy[ok, 1], bins=bins, range=[extent[:2], extent[2:]], weights=ww,
+                                   density=False)
+        total = (ww.sum() if ww is not None else ok.sum()) or 1.0
+        h = h / (total * np.diff(xe)[0] * np.diff(ye)[0])
+        grids.append((h, xe, ye))
+        if (h > 0).any():
+            vmax, vmin = max(vmax, h.max()), min(vmin, h[h > 0].min())
+    vmin = max(vmin, vmax * 1e-4) if vmax > 0 else 1e-6
+    norm = LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10))
+    mesh = None
+    for ax, s, (h, xe, ye) in zip(axes, panels, grids):
+        hm = np.ma.masked_less_equal(h.T, 0)
+        mesh = ax.pcolormesh(xe, ye, hm, norm=norm, cmap="viridis", shading="flat")
+        ax.set_title(s.label)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel(ylabel)
+    if mesh is not None:
+        fig.colorbar(mesh, ax=list(axes), label=cbar_label)
+
+
+def plot_density2d(panels: Sequence[Series], length_unit: str, path: str | os.PathLike, bins: int = 100) -> Path:
+    """2-D densities of ``(n, 2)`` samples side by side on one colour scale → PNG."""
+    pts = np.concatenate([np.asarray(s.values)[np.isfinite(s.values).all(axis=1)] for s in panels])
+    lo, hi = np.quantile(pts, 0.001, axis=0), np.quantile(pts, 0.999, axis=0)
+    c, half = 0.5 * (lo + hi), 0.55 * float(np.max(hi - lo)) + 1e-9
+    extent = (c[0] - half, c[0] + half, c[1] - half, c[1] + half)
+    fig = Figure(figsize=(3.4 * len(panels) + 1.6, 4.0), layout="constrained")  # ~square panels
+    u = unit_label(length_unit)
+    _hist2d_panels(fig, panels, extent, bins, f"$x_1$ [{u}]", f"$x_2$ [{u}]", "density")
+    return _save(fig, path)
+
+
+def plot_ramachandran(panels: Sequence[Series], path: str | os.PathLike, bins: int = 60) -> Path:
+    """Ramachandran plots; ``values`` are ``(n, 2)`` (φ, ψ) in radians → PNG (axes in degrees)."""
+    deg = [Series(s.label, np.degrees(np.asarray(s.values, dtype=np.float64)), s.weights, s.role) for s in panels]
+    fig = Figure(figsize=(3.4 * len(panels) + 1.6, 4.0), layout="constrained")  # ~square panels
+    _hist2d_panels(fig, deg, (-180.0, 180.0, -180.0, 180.0), bins, "φ [degrees]", "ψ [degrees]",
+                   "density [1/degree²]")
+    for ax in fig.axes[: len(panels)]:
+        ax.set_xticks([-180, -90, 0, 90, 180])
+        ax.set_yticks([-180, -90, 0, 90, 180])
+    return _save(fig, path)

@@ -1,0 +1,168 @@
+"""Report: figures and page on tiny synthetic runs; weighted statistics against closed forms."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mdtraj
+import numpy as np
+import pytest
+from _run_helpers import write_aldp_run, write_lj_run, write_toy_run
+
+from molsample.cli import main
+from molsample.io.hdf5 import RunFile
+from molsample.metrics import energy_w2
+from molsample.reporting import make_report, pair_distances, summarize_weights, weighted_histogram
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000, f"{path} is not a real figure"
+
+
+@pytest.fixture(scope="module")
+def lj_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lj") / "run"
+    return d, write_lj_run(d / "samples.h5", n=300, seed=0)
+
+
+def test_report_on_lj_run(lj_run, tmp_path):
+    run_dir, data = lj_run
+    rep = make_report(run_dir, out=tmp_path / "rep")
+    assert set(rep.figures) == {"annealing", "loss", "energy", "distances"}
+    for p in rep.figures.values():
+        _check_png(p)
+    page = rep.html.read_text()
+    for p in rep.figures.values():
+        assert f'src="{p.name}"' in page
+    md = rep.markdown.read_text()
+    assert md.startswith("# molsample report — lj13") and "| ESS (fraction) |" in md and "```toml" in md
+    # headline numbers against closed forms on the stored data
+    w = np.exp(data["logw"] - data["logw"].max())
+    ess = w.sum() ** 2 / (w.size * (w**2).sum())
+    assert rep.headline["ESS (fraction)"] == pytest.approx(ess, rel=1e-12)
+    w2 = rep.headline["energy W2 to reference, reweighted [reduced units]"]
+    assert w2 == pytest.approx(energy_w2(data["energy"], data["e_ref"], w / w.sum()), rel=1e-9)
+    assert rep.headline["wall time"] == "12.5 s" and rep.headline["samples"] == 300
+    summary = json.loads(rep.summary_json.read_text())
+    assert summary["system"] == "lj13" and summary["ess"] == pytest.approx(ess) and "energy.png" in summary["figures"]
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == sorted(
+        [p.name for p in rep.figures.values()] + ["report.html", "report.md", "summary.json"])
+
+
+def test_report_default_folder_and_external_reference(lj_run, tmp_path):
+    run_dir, data = lj_run
+    ref_dir = tmp_path / "ref"
+    with RunFile(ref_dir / "samples.h5", "w") as rf:
+        rf.write_samples(data["x"][:50], energy=data["energy"][:50], energy_unit="reduced", length_unit="reduced")
+        rf.set_attrs(kind="reference", method="md")
+    rep = make_report(run_dir, reference=ref_dir)
+    assert rep.out_dir == run_dir / "report" and rep.html.is_file()
+    assert rep.headline["reference samples"] == 50
+    flow_w2 = rep.headline["energy W2 to reference, flow [reduced units]"]
+    assert flow_w2 == pytest.approx(energy_w2(data["energy"], data["energy"][:50]), rel=1e-9)
+    np.save(tmp_path / "ref.npy", data["x_ref"])  # positions only: energies from the system card
+    rep2 = make_report(run_dir, reference=tmp_path / "ref.npy", out=tmp_path / "r2")
+    assert rep2.headline["energy W2 to reference, flow [reduced units]"] == pytest.approx(
+        energy_w2(data["energy"], data["e_ref"]), rel=1e-6)
+
+
+def test_report_on_peptide_has_ramachandran(tmp_path):
+    data = write_aldp_run(tmp_path / "run" / "samples.h5", n=150)
+    rep = make_report(tmp_path / "run", reference=tmp_path / "run")
+    assert "ramachandran" in rep.figures and "density2d" not in rep.figures
+    _check_png(rep.figures["ramachandran"])
+    _check_png(rep.figures["energy"])
+    assert "kJ/mol" in " ".join(rep.headline)
+    assert mdtraj.compute_phi(mdtraj.Trajectory(data["x"], data["topology"]))[1].shape == (150, 1)
+
+
+def test_report_on_2d_toy_has_density(tmp_path):
+    write_toy_run(tmp_path / "run" / "samples.h5", n=500)
+    rep = make_report(tmp_path / "run")
+    assert "density2d" in rep.figures and "distances" not in rep.figures
+    _check_png(rep.figures["density2d"])
+
+
+def test_report_without_weights_or_history(tmp_path):
+    with RunFile(tmp_path / "samples.h5", "w") as rf:
+        rf.write_samples(np.random.default_rng(0).standard_normal((40, 4, 2)), energy_unit="reduced",
+                         length_unit="reduced")
+    rep = make_report(tmp_path / "samples.h5", out=tmp_path / "rep")
+    assert set(rep.figures) == {"distances"}
+    assert any("no /logw" in n for n in rep.notes)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_summarize_weights_closed_forms():
+    n = 8
+    s = summarize_weights(np.full(n, 2.5))
+    assert s.ess == pytest.approx(1.0) and s.log_z == pytest.approx(2.5) and s.log_z_se == pytest.approx(0.0)
+    s = summarize_weights(np.array([0.0] + [-np.inf] * (n - 1)))
+    assert s.ess == pytest.approx(1 / n) and s.log_z == pytest.approx(-math.log(n)) and s.n_nonfinite == n - 1
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+    s = summarize_weights(np.log(w))
+    assert s.ess == pytest.approx(w.sum() ** 2 / (4 * (w**2).sum()))
+    assert s.log_z == pytest.approx(math.log(w.mean()))
+    assert s.log_z_se == pytest.approx(math.sqrt((1 / s.ess - 1) / 4))
+    s = summarize_weights(np.array([0.0, np.nan]))
+    assert s.n_nonfinite == 1 and s.log_z == pytest.approx(math.log(0.5))
+
+
+def test_weighted_histogram_matches_repetition():
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(200)
+    k = rng.integers(1, 4, 200)
+    dens_w, edges = weighted_histogram(v, k.astype(float), bins=20, range=(-4, 4))
+    dens_r, _ = weighted_histogram(np.repeat(v, k), None, bins=edges)
+    np.testing.assert_allclose(dens_w, dens_r)
+    assert (dens_w * np.diff(edges)).sum() == pytest.approx(1.0)
+    dens_half, _ = weighted_histogram(np.array([0.0, 10.0]), None, bins=4, range=(-1, 1))
+    assert (dens_half * 0.5).sum() == pytest.approx(0.5)  # mass outside the range is not re-spread
+
+
+def test_pair_distances():
+    x = np.array([[[0.0, 0.0, 0.0], [3.0, 4.0, 0.0], [0.0, 0.0, 1.0]]])
+    np.testing.assert_allclose(pair_distances(x), [[5.0, 1.0, math.sqrt(26.0)]])
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_report(lj_run, tmp_path, capsys):
+    run_dir, _ = lj_run
+    main(["report", str(run_dir), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "ESS (fraction)" in out and "report.html" in out
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def test_cli_report_missing_run_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path / "nonexistent")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: run") and "does not exist" in err and "Traceback" not in err
+
+
+def test_cli_report_foreign_file_exits_2(tmp_path, capsys):
+    (tmp_path / "samples.h5").write_bytes(b"\x00" * 2048)
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path)])
+    assert exc.value.code == 2 and "cannot be read as HDF5" in capsys.readouterr().err
+
+
+def test_report_includes_mcmc_corrected_set(tmp_path):
+    data = write_lj_run(tmp_path / "run" / "samples.h5", n=120, seed=1)
+    with RunFile(tmp_path / "run" / "samples.h5", "a") as rf:
+        rf.write_samples(data["x_ref"], energy=data["e_ref"], energy_unit="reduced", length_unit="reduced",
+                         name="mcmc_corrected")
+    rep = make_report(tmp_path / "run")
+    key = "energy W2 to reference, MCMC-corrected [reduced units]"
+    assert rep.headline[key] == pytest.approx(0.0, abs=1e-12)  # same energies as the reference set
+    assert "energy" in rep.figures and "distances" in rep.figures
