@@ -48,8 +48,16 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="molsample")
-def cli() -> None:
+@click.option("--threads", type=int, default=None, envvar="MOLSAMPLE_THREADS",
+              help="CPU threads for torch (default: torch's choice; env MOLSAMPLE_THREADS).")
+def cli(threads: int | None) -> None:
     """molsample: Boltzmann-generator sampling of molecules and clusters."""
+    if threads is not None:
+        if threads < 1:
+            raise click.BadParameter(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,12 @@ DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# One thread: the tests use small batches, where more threads only add contention on CI's 2 cores.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
     yield

@@ -1,0 +1,142 @@
+"""``molsample pretrain``: train a velocity net by flow matching on samples of a system."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import click
+import numpy as np
+import torch
+
+from molsample.errors import ConfigError, MissingFileError, PlatformError, RunFileError, ShapeError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"`` or ``"cuda"`` as a torch device; :class:`PlatformError` when CUDA is unavailable."""
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise PlatformError(
+                f"--device cuda: CUDA is not available on this machine (torch {torch.__version__}, "
+                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu"
+            )
+        return torch.device("cuda")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"unknown device '{name}'; use cpu or cuda")
+
+
+def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Tensor:
+    """Samples ``(N, n, d)`` from a ``.npy`` array or the ``/coordinates`` dataset of an ``.h5`` run file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"data file {path} not found; pass an existing .npy or .h5 file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {path} as a .npy array: {exc}") from exc
+    elif suffix in (".h5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                if "coordinates" not in f:
+                    raise RunFileError(f"{path} has no /coordinates dataset; pass a molsample run file or a .npy array")
+                arr = np.asarray(f["coordinates"][...])
+        except OSError as exc:
+            raise RunFileError(f"cannot open {path} as HDF5: {exc}") from exc
+    else:
+        raise ConfigError(f"data file {path} must end in .npy, .h5 or .hdf5")
+    n, d = event_shape
+    if arr.ndim == 2 and arr.shape == (n, d):
+        arr = arr[None]
+    if arr.ndim != 3 or tuple(arr.shape[1:]) != (n, d) or arr.shape[0] == 0:
+        raise ShapeError(f"{path} holds an array of shape {arr.shape}; this system needs (N, {n}, {d}) samples")
+    if not np.isfinite(arr).all():
+        raise ShapeError(f"{path} contains non-finite coordinates; remove those samples")
+    return torch.as_tensor(arr, dtype=torch.float32)
+
+
+@click.command()
+@click.option("--system", "system_name", required=True, help="System name or card path.")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+              help="Target samples: .npy (N, n, dim) or an .h5 run file (/coordinates). "
+                   "Default: exact samples for systems that have a sampler (ring2d, gauss2d).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--steps", type=int, default=5000, show_default=True, help="Gradient steps.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--net", "net_name", type=click.Choice(["egnn", "mlp"]), default=None,
+              help="Velocity net (default: egnn for particle systems, mlp for 2-D toys).")
+@click.option("--hidden", type=int, default=None, help="Hidden width (default: 64 egnn, 128 mlp).")
+@click.option("--layers", type=int, default=None, help="Number of layers (default: 4 egnn, 3 mlp).")
+@click.option("--path", "path_name", type=click.Choice(["linear", "trig"]), default="linear", show_default=True,
+              help="Interpolant between base (t=0) and data (t=1).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights and the training draws.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--ema", type=float, default=None, is_flag=False, flag_value=0.999,
+              help="Keep an exponential moving average of the weights (decay, 0.999 when given without a value).")
+@click.option("--checkpoint-every", type=int, default=1000, show_default=True)
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue from OUT/checkpoint.pt when it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, batch_size: int, lr: float,
+             net_name: str | None, hidden: int | None, layers: int | None, path_name: str, seed: int, device: str,
+             ema: float | None, checkpoint_every: int, resume: bool, quiet: bool) -> None:
+    """Train a velocity net by flow matching and write OUT/model.pt."""
+    from molsample.distributions import base_distribution
+    from molsample.nets import build_net, default_net_spec, save_model
+    from molsample.systems import load_system
+    from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
+
+    dev = resolve_device(device)
+    system = load_system(system_name)
+    base = base_distribution(system)
+
+    data: torch.Tensor | Callable[[int, torch.Generator], torch.Tensor]
+    if data_path is not None:
+        data = load_coordinates(data_path, system.event_shape)
+        source = f"{data_path} ({data.shape[0]} samples)"
+    else:
+        sampler = system.exact_sampler()
+        if sampler is None:
+            raise ConfigError(
+                f"system {system.name} has no exact sampler; pass --data FILE (.npy or .h5 samples, "
+                f"e.g. from `molsample reference --system {system.name}`)"
+            )
+        data = lambda n, g: sampler(n, g).to(torch.float32)  # noqa: E731
+        source = "exact sampler"
+
+    spec = default_net_spec(system)
+    if net_name is not None and net_name != spec["name"]:
+        spec = {"name": net_name, "n_particles": system.n_particles, "dim": system.dim}
+    if hidden is not None:
+        spec["hidden"] = hidden
+    if layers is not None:
+        spec["n_layers"] = layers
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        field = build_net(spec)
+    field.to(dev)
+
+    config = FlowMatchingConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema, path=path_name,
+                                checkpoint_every=checkpoint_every, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.numel() for p in field.parameters())
+    click.echo(f"pretrain {system.name}: {spec['name']} net ({n_params:,} parameters), data: {source}, "
+               f"{steps} steps x {batch_size}, lr {lr:g}, path {path_name}, device {dev}")
+    start = time.perf_counter()
+    history = train_flow_matching(field, data, base, config, checkpoint_path=out / "checkpoint.pt",
+                                  progress=not quiet, resume=resume)
+    elapsed = time.perf_counter() - start
+    tail = history["loss"][-100:]
+    final = sum(tail) / len(tail) if tail else math.nan
+    model_path = save_model(out / "model.pt", field, system=system.name, path=path_name, history=history,
+                            config=config.__dict__.copy(), data=source)
+    click.echo(f"final loss (mean of last {len(tail)} steps): {final:.5f}; {elapsed:.1f} s")
+    click.echo(f"wrote {model_path}")

@@ -1,0 +1,123 @@
+"""``molsample reference``: classical reference samples (exact, MALA, parallel tempering, MD)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from molsample.errors import ConfigError
+
+
+def _parse_value(text: str) -> Any:
+    """A --set value: JSON/TOML-like scalars (int, float, true/false, null), else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _format(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_format(e) for e in v) + "]"
+    return str(v)
+
+
+@click.command()
+@click.option("--system", "system_name", required=True, help="System name (e.g. lj13) or card path.")
+@click.option("--n", "n", type=int, required=True, help="Number of reference samples.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output run file (.h5).")
+@click.option("--method", type=click.Choice(["auto", "exact", "mala", "pt", "md"]), default="auto", show_default=True,
+              help="auto: exact sampler for toys, MD for OpenMM systems, parallel tempering for LJ/DW, else MALA.")
+@click.option("--temperature", "temperature", type=float, default=None,
+              help="Temperature in kelvin (systems with kJ/mol energies).")
+@click.option("--kT", "kT", type=float, default=None, help="kT in the system's energy unit (default: the card's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--chains", type=int, default=None, help="MCMC chains (per temperature for PT).")
+@click.option("--burn-in", "burn_in", type=int, default=None,
+              help="MCMC burn-in steps (step size adapted during them) / MD equilibration steps.")
+@click.option("--thin", "--steps", "thin", type=int, default=None,
+              help="Steps between kept samples: MCMC steps per chain / MD steps per frame.")
+@click.option("--set", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Any other sampler setting, e.g. --set n_temps=12 --set kT_max_factor=4 (repeatable).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def reference(system_name: str, n: int, out: str, method: str, temperature: float | None, kT: float | None,
+              seed: int, chains: int | None, burn_in: int | None, thin: int | None, extra: tuple[str, ...],
+              progress: bool) -> None:
+    """Draw reference samples with a classical sampler and write them as a run file.
+
+    The file is in the molsample run-file format (mdtraj.load reads its coordinates); the
+    diagnostics (acceptance, swap rates, energy autocorrelation time, effective samples,
+    energy evaluations, wall time) are printed and stored in it.
+    """
+    from molsample import units
+    from molsample.sampling.reference import generate_reference, resolve_method, write_reference
+    from molsample.systems import load_system
+
+    system = load_system(system_name)
+    if temperature is not None and kT is not None:
+        raise ConfigError(f"give --temperature ({temperature} K) or --kT ({kT}), not both")
+    if temperature is not None:
+        if system.energy_unit != "kJ/mol":
+            raise ConfigError(
+                f"--temperature (kelvin) needs a system in kJ/mol; {system.name} is in {system.energy_unit} units, "
+                f"pass --kT instead (its card uses kT = {system.kT:g})"
+            )
+        kT = units.kT(temperature)
+    if n < 1:
+        raise ConfigError(f"--n must be a positive number of samples, got {n}")
+    resolved = resolve_method(system, method, kT)
+    settings: dict[str, Any] = {}
+    if resolved == "md":
+        if chains is not None:
+            raise ConfigError("--chains applies to MCMC methods; MD runs one trajectory (drop --chains)")
+        if burn_in is not None:
+            settings["equilibration_steps"] = burn_in
+        if thin is not None:
+            settings["steps_per_frame"] = thin
+    elif resolved == "exact":
+        if any(v is not None for v in (chains, burn_in, thin)):
+            raise ConfigError("--chains/--burn-in/--thin do not apply to the exact sampler; drop them or pick --method mala")
+    else:
+        for key, v in (("chains", chains), ("burn_in", burn_in), ("thin", thin)):
+            if v is not None:
+                settings[key] = v
+    for item in extra:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}; e.g. --set n_temps=12")
+        key, value = item.split("=", 1)
+        settings[key.strip().replace("-", "_")] = _parse_value(value)
+
+    result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress, **settings)
+    path = write_reference(result, Path(out), system)
+    d = result.diagnostics
+    click.echo(f"wrote {result.n} reference samples of {system.name} to {path}")
+    rows = [
+        ("method", result.method),
+        ("kT", f"{result.kT:.6g} {system.energy_unit}"),
+        ("energy mean ± std", f"{_format(d.get('energy_mean'))} ± {_format(d.get('energy_std'))} {system.energy_unit}"),
+        ("acceptance", d.get("acceptance")),
+        ("swap rates", d.get("swap_rates")),
+        ("tau_int (energy, samples)", d.get("tau_int") if d.get("tau_int") is not None
+         else "n/a (fewer than 8 samples per chain)"),
+        ("effective samples", d.get("n_effective") if d.get("n_effective") is not None else "n/a"),
+        ("energy evaluations", d.get("n_energy_evals")),
+        ("effective / 1000 evals", d.get("effective_per_1000_evals")),
+        ("wall time", f"{d['wall_time_s']:.1f} s"),
+    ]
+    for name, v in rows:
+        if v is not None:
+            click.echo(f"  {name:<28} {_format(v)}")
+    settings_text = ", ".join(f"{k}={_format(v)}" for k, v in d.get("settings", {}).items())
+    if settings_text:
+        click.echo(f"  {'settings':<28} {settings_text}")

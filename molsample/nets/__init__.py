@@ -1,0 +1,105 @@
+"""Velocity networks b(t, x) for ``x: (batch, n_particles, dim)``.
+
+Every net has ``forward(t, x)`` (``t`` a float, 0-d or ``(batch,)`` tensor) returning a velocity
+of the shape of ``x``, and a ``spec`` dict (constructor arguments + ``"name"``) such that
+``build_net(net.spec)`` rebuilds it. :func:`save_model` / :func:`load_model` store a net with its
+weights and metadata in one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from molsample.errors import ConfigError, MissingFileError, RunFileError
+from molsample.nets.egnn import EGNN
+from molsample.nets.mlp import MLPVelocity
+
+__all__ = ["EGNN", "MLPVelocity", "NETS", "build_net", "default_net_spec", "save_model", "load_model"]
+
+#: spec name → "module:Class" (imported on first use, so e3nn loads only when asked for)
+NETS: dict[str, str] = {
+    "egnn": "molsample.nets.egnn:EGNN",
+    "mlp": "molsample.nets.mlp:MLPVelocity",
+    "affine": "molsample.nets.affine:AffineVelocity",
+    "e3nn": "molsample.nets.e3nn_net:E3NNVelocity",
+}
+
+
+def _net_class(name: str) -> type[nn.Module]:
+    target = NETS.get(name)
+    if target is None:
+        raise ConfigError(f"unknown net '{name}'; choose one of {', '.join(NETS)}")
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_net(spec: dict) -> nn.Module:
+    """Build a velocity net from its ``spec`` (``{"name": "egnn" | "mlp" | …, **constructor args}``).
+
+    Raises:
+        ConfigError: an unknown name or an argument the net does not take.
+    """
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(f"a net spec must be a dict with a 'name' key, got {spec!r}")
+    kwargs = dict(spec)
+    name = str(kwargs.pop("name")).lower()
+    cls = _net_class(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad arguments for net '{name}': {exc}; see help({cls.__name__})") from exc
+
+
+def default_net_spec(system: Any) -> dict:
+    """An EGNN (hidden 64, 4 layers) for particle systems (n_particles > 1), the tutorial MLP for toys."""
+    n, d = system.event_shape
+    if n > 1:
+        return {"name": "egnn", "n_particles": int(n), "dim": int(d), "hidden": 64, "n_layers": 4}
+    return {"name": "mlp", "n_particles": 1, "dim": int(d), "hidden": 128, "n_freqs": 8, "n_layers": 3}
+
+
+def save_model(file: str | os.PathLike, net: nn.Module, /, **meta: Any) -> Path:
+    """Write ``{"spec": net.spec, "state_dict": ..., **meta}`` to ``file`` atomically (temp + rename)."""
+    path = Path(file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    payload = {"spec": dict(net.spec), "state_dict": state, **meta}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a file written by :func:`save_model`: ``(net, payload)`` with the net in eval mode.
+
+    Raises:
+        MissingFileError: no such file.
+        RunFileError: the file is not a molsample model (no ``spec``/``state_dict``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"model file {path} not found; train one with `molsample pretrain --out DIR`")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a foreign/broken file
+        raise RunFileError(f"cannot read model file {path}: {exc}") from exc
+    if not isinstance(payload, dict) or "spec" not in payload or "state_dict" not in payload:
+        raise RunFileError(f"{path} is not a molsample model file (needs 'spec' and 'state_dict')")
+    net = build_net(payload["spec"])
+    net.load_state_dict(payload["state_dict"])
+    net.to(map_location)
+    net.eval()
+    return net, payload

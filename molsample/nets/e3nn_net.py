@@ -1,0 +1,323 @@
+r"""SE(3)-equivariant velocity field built from e3nn, able to tell a molecule from its mirror image.
+
+Why. An EGNN (:class:`~molsample.nets.EGNN`) is E(3)-equivariant: it maps a configuration and its
+mirror image to mirrored velocities, so a flow built on it from a reflection-symmetric base
+density gives an enantiomer and its mirror image the same density. For a chiral molecule
+(alanine dipeptide: L- and D-alanine) it samples both. This network is equivariant under
+rotations, translations and permutations of identical particles but *not* under reflections.
+
+Architecture (fully connected graph over the n particles, batched; no loops over samples):
+
+* node input: scalars ``0e`` from the time (t and Fourier features [sin 2^k π t, cos 2^k π t])
+  and an optional one-hot atom type per particle, mapped to ``hidden`` channels;
+* edge attributes: spherical harmonics Y^l(r̂_ij), l ≤ ``lmax`` (irreps 0e + 1o + 2e + …), of the
+  relative positions r_ij = x_i − x_j, and a smooth radial basis of the distances
+  (Gaussians evenly spaced in log-distance between ``r_min`` and ``r_max`` with
+  :func:`e3nn.math.soft_one_hot_linspace`, so that bond lengths (≈ 0.1 nm) and the spread of the
+  base Gaussian (several units) are both resolved);
+* one layer: a channel-wise tensor product (``uvu`` paths, e3nn's ``TensorProduct`` with
+  Clebsch–Gordan coefficients :func:`e3nn.o3.wigner_3j`) h_j ⊗ Y(r̂_ij) with per-edge weights from a
+  radial MLP (:class:`e3nn.nn.FullyConnectedNet`), summed over neighbours j ≠ i and divided by
+  √(n − 1) (contracted over neighbours with dense matrix products, see ``_Convolution``); a linear
+  self-interaction (:class:`e3nn.o3.Linear`); a gated nonlinearity (:class:`e3nn.nn.Gate`: SiLU
+  on ``0e``, tanh on ``0o``, sigmoid gates on l ≥ 1); a residual connection;
+* hidden irreps with both parities up to ``lmax_hidden``: ``H×0e + H×0o + (H/2)×1o + (H/2)×1e``
+  (+ ``(H/4)×2e + (H/4)×2o`` for ``lmax_hidden = 2``; H = ``hidden``; multiplicity H·2^{−l},
+  at least 1);
+* output: a linear map onto one ``1o`` vector per particle, projected to zero mean over particles.
+
+Chirality. The tensor products follow the O(3) selection rules (1o ⊗ 1o → 1e is a cross
+product, 1e ⊗ 1o → 0o a triple product: pseudovectors and pseudoscalars). With ``chiral=True``
+(the default) the linear layers treat irreps of equal l and opposite parity as the same SO(3)
+representation — for a rotation D^{l,p}(R) = D^l(R) whatever p — and mix them: pseudoscalars
+enter the scalar channels and the gates, and pseudovectors enter the output vector. Every layer
+stays exactly SO(3)-equivariant but the net is no longer reflection-equivariant, so it can put
+all of its density on one enantiomer. ``chiral=False`` keeps the parities apart and gives an
+E(3)-equivariant net (a check, and an alternative to the EGNN).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from molsample.errors import ConfigError, ShapeError
+from molsample.nets.common import batch_time, fourier_features
+
+__all__ = ["E3NNVelocity", "atom_types_from_topology"]
+
+
+def _e3nn():
+    try:
+        import e3nn  # noqa: F401
+        from e3nn import nn as enn
+        from e3nn import o3
+        from e3nn.math import soft_one_hot_linspace
+    except ImportError as exc:  # pragma: no cover - e3nn is a dependency
+        raise ConfigError("the 'e3nn' net needs the e3nn package; install it with `pip install e3nn`") from exc
+    return o3, enn, soft_one_hot_linspace
+
+
+def atom_types_from_topology(topology, by: str = "element") -> list[int]:
+    """Integer atom types for :class:`E3NNVelocity` from an mdtraj topology.
+
+    Args:
+        topology: ``mdtraj.Topology``.
+        by: ``"element"`` (one type per chemical element, numbered in order of first
+            appearance; permutations of atoms of the same element stay symmetric) or
+            ``"index"`` (every atom its own type: no permutation symmetry, each atom identified).
+    Returns:
+        one ``int`` per atom, in atom order.
+    """
+    atoms = list(topology.atoms)
+    if by == "index":
+        return list(range(len(atoms)))
+    if by != "element":
+        raise ConfigError(f"atom types by {by!r} are not known; use 'element' or 'index'")
+    seen: dict[str, int] = {}
+    out = []
+    for a in atoms:
+        sym = a.element.symbol if a.element is not None else a.name
+        out.append(seen.setdefault(sym, len(seen)))
+    return out
+
+
+def _so3_labels(irreps, chiral: bool):
+    """``irreps`` with every parity set to (−1)^l when ``chiral`` (same data layout), else unchanged.
+
+    For rotations the two parities of one l are the same representation, so an e3nn layer built on
+    the relabelled irreps is SO(3)-equivariant and mixes true and pseudo tensors.
+    """
+    o3, _, _ = _e3nn()
+    if not chiral:
+        return irreps
+    return o3.Irreps([(mul, (ir.l, (-1) ** ir.l)) for mul, ir in irreps])
+
+
+class _Convolution(nn.Module):
+    r"""Σ_{j≠i} TP_uvu(h_j, Y(r̂_ij); w(d_ij)) / √(n − 1) on the dense graph.
+
+    The tensor product is e3nn's ``TensorProduct`` with ``uvu`` paths (input irrep (u × l₁) ⊗
+    spherical harmonic l₂ → u × l_out, one weight per channel u and edge) and component
+    normalization: for a path p,
+
+        out_i[u, k] = Σ_j w_ij[p, u] Σ_{a,b} √(2l_out + 1) · C^{l₁ l₂ l_out}_{a b k} h_j[u, a] Y_ij[b]
+
+    with C = :func:`e3nn.o3.wigner_3j` (tests check it against ``o3.TensorProduct``). It is computed
+    without materializing per-edge messages: G_ij[a, k] = Σ_b C_{abk} Y_ij[b] is formed per
+    (l₁, l₂, l_out), then out_i = Σ_{j, a} (w_ij h_j)[u, a] G_ij[a, k] is one batched matrix product
+    per path that contracts neighbours and components together — dense GEMMs instead of the
+    per-edge 3 × 3 products of a generic sparse tensor product, forward, backward and JVP alike.
+    """
+
+    def __init__(self, irreps_in, irreps_sh, lmax_out: int | None, keep_l: set[int] | None,
+                 n_basis: int, radial_hidden: int) -> None:
+        super().__init__()
+        o3, enn, _ = _e3nn()
+        irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
+        paths, mid = [], []
+        for i, (mul, ir_in) in enumerate(irreps_in):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if lmax_out is not None and ir_out.l > lmax_out:
+                        continue
+                    if keep_l is not None and ir_out.l not in keep_l:
+                        continue
+                    paths.append((i, j, ir_out.l))
+                    mid.append((mul, ir_out))
+        if not paths:
+            raise ConfigError("E3NNVelocity: no tensor-product path reaches the requested output; raise lmax")
+        irreps_mid, perm, _ = o3.Irreps(mid).sort()
+        self.irreps_in, self.irreps_sh, self.irreps_out = irreps_in, irreps_sh, irreps_mid
+        self.paths = paths
+        self.order = [perm.index(k) for k in range(len(paths))]  # output block k is path order[k]
+        self.mul = [irreps_in[i].mul for i, _, _ in paths]
+        self.weight_numel = sum(self.mul)
+        # Clebsch-Gordan blocks √(2l_out + 1)·C^{l₁ l₂ l_out}, kept in float64 (constants, not state)
+        self._cg: dict[tuple[int, int, int], Tensor] = {}
+        for i, j, l_out in paths:
+            key = (irreps_in[i].ir.l, irreps_sh[j].ir.l, l_out)
+            if key not in self._cg:
+                self._cg[key] = o3.wigner_3j(*key, dtype=torch.float64) * math.sqrt(2 * l_out + 1)
+        self.radial = enn.FullyConnectedNet([n_basis, radial_hidden, self.weight_numel], act=F.silu)
+
+    def forward(self, h: Tensor, sh: Tensor, emb: Tensor) -> Tensor:
+        """``h: (B, n, dim_in)``, ``sh: (B, n, n−1, dim_sh)``, ``emb: (B, n, n−1, n_basis)`` → ``(B, n, dim_mid)``."""
+        B, n = h.shape[:2]
+        m = n - 1
+        # per input irrep, the senders' features with components before channels: (B, n, n−1, A, u)
+        h_parts = [_senders(blk.reshape(B, n, mul, ir.dim).transpose(-1, -2).reshape(B, n, ir.dim * mul))
+                   .reshape(B, n, m, ir.dim, mul)
+                   for blk, (mul, ir) in zip(h.split([mi.dim for mi in self.irreps_in], dim=-1), self.irreps_in)]
+        y_parts = sh.split([mi.dim for mi in self.irreps_sh], dim=-1)
+        w_parts = self.radial(emb).split(self.mul, dim=-1)
+        g_cache: dict[tuple[int, int, int], Tensor] = {}
+        outs = []
+        for (i, j, l_out), w in zip(self.paths, w_parts):
+            key = (self.irreps_in[i].ir.l, self.irreps_sh[j].ir.l, l_out)
+            if key not in g_cache:
+                cg = self._cg[key].to(dtype=h.dtype, device=h.device)  # (A, S, K)
+                g_cache[key] = torch.einsum("bijs,ask->bijak", y_parts[j], cg)
+            g = g_cache[key]  # (B, n, n−1, A, K)
+            A, K = g.shape[3], g.shape[4]
+            left = h_parts[i] * w[..., None, :]  # (B, n, n−1, A, u)
+            u = left.shape[-1]
+            # out_i[k, u] = Σ_{j, a} G_ij[a, k] (w_ij h_j)[a, u]: one matrix product per receiver
+            out = torch.bmm(g.reshape(B * n, m * A, K).transpose(1, 2), left.reshape(B * n, m * A, u))
+            outs.append(out.transpose(1, 2).reshape(B, n, u * K))
+        return torch.cat([outs[k] for k in self.order], dim=-1) / math.sqrt(m)
+
+
+def _senders(h: Tensor) -> Tensor:
+    """``h: (B, n, D)`` → ``(B, n, n−1, D)`` whose row i lists h_j for j ≠ i in increasing j.
+
+    The off-diagonal entries of an n × n grid, in row-major order, are the flat entries 1 … n² − 1
+    viewed as (n − 1) rows of n + 1 with the last column (the next diagonal entry) dropped.
+    """
+    B, n, D = h.shape
+    grid = h[:, None, :, :].expand(B, n, n, D).reshape(B, n * n, D)
+    return grid[:, 1:].reshape(B, n - 1, n + 1, D)[:, :, :n].reshape(B, n, n - 1, D)
+
+
+class _Layer(nn.Module):
+    """Convolution, linear self-interaction, gate, residual."""
+
+    def __init__(self, irreps_in, irreps_hidden, irreps_sh, lmax: int, n_basis: int, radial_hidden: int,
+                 chiral: bool) -> None:
+        super().__init__()
+        o3, enn, _ = _e3nn()
+        irreps_in, irreps_hidden = o3.Irreps(irreps_in), o3.Irreps(irreps_hidden)
+        scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l == 0])
+        gated = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l > 0])
+        gates = o3.Irreps([(gated.num_irreps, "0e")]) if gated.num_irreps else o3.Irreps("")
+        acts = [F.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
+        self.gate = enn.Gate(scalars, acts, gates, [torch.sigmoid] * len(gates), gated)
+        self.conv = _Convolution(irreps_in, irreps_sh, lmax, None, n_basis, radial_hidden)
+        self.lin = o3.Linear(_so3_labels(self.conv.irreps_out, chiral), _so3_labels(self.gate.irreps_in, chiral))
+        self.self_lin = o3.Linear(_so3_labels(irreps_in, chiral), _so3_labels(self.gate.irreps_in, chiral))
+        self.residual = irreps_in == self.gate.irreps_out
+
+    def forward(self, h: Tensor, sh: Tensor, emb: Tensor) -> Tensor:
+        out = self.gate(self.lin(self.conv(h, sh, emb)) + self.self_lin(h))
+        return h + out if self.residual else out
+
+
+class E3NNVelocity(nn.Module):
+    """SE(3)- and permutation-equivariant, translation-invariant velocity b(t, x) built from e3nn.
+
+    Args:
+        n_particles: number of particles n (≥ 2).
+        dim: spatial dimension (must be 3).
+        hidden: multiplicity H of the scalar channels; l ≥ 1 channels get H·2^{−l} (at least 1),
+            for each parity.
+        n_layers: message-passing layers (≥ 1; the last one feeds the output).
+        lmax: largest l of the spherical harmonics of the edge directions.
+        lmax_hidden: largest l of the hidden node features (1: scalars and vectors; 2 adds rank-2
+            tensors at about twice the cost).
+        n_freqs: Fourier frequencies of the time embedding.
+        n_basis: radial basis functions.
+        radial_hidden: width of the radial MLPs.
+        r_min, r_max: range of the log-spaced radial basis, in the length unit of the positions.
+        chiral: ``True`` for an SO(3) net that can tell mirror images apart; ``False`` for an
+            E(3)-equivariant one.
+        atom_types: one non-negative ``int`` per particle (e.g. from :func:`atom_types_from_topology`),
+            one-hot encoded into the node scalars; ``None`` treats all particles alike (the net is
+            then permutation-equivariant over all particles).
+
+    ``forward(t, x)`` takes ``t`` as a float, 0-d or ``(batch,)`` tensor and ``x: (batch, n, 3)`` and
+    returns the velocity ``(batch, n, 3)`` with zero mean over particles. ``spec`` holds every
+    constructor argument (``"name": "e3nn"``), so the net can be rebuilt from it.
+    """
+
+    def __init__(self, n_particles: int, dim: int = 3, hidden: int = 16, n_layers: int = 3, lmax: int = 2,
+                 lmax_hidden: int = 1, n_freqs: int = 4, n_basis: int = 12, radial_hidden: int = 32, r_min: float = 0.05,
+                 r_max: float = 8.0, chiral: bool = True, atom_types: list[int] | None = None) -> None:
+        super().__init__()
+        o3, _, _ = _e3nn()
+        if dim != 3:
+            raise ConfigError(f"the 'e3nn' net works in 3-D only, got dim={dim}; use 'egnn' or 'mlp'")
+        if n_particles < 2:
+            raise ConfigError(f"E3NNVelocity needs n_particles >= 2, got {n_particles}; use the 'mlp' net for toys")
+        if min(hidden, n_layers, lmax, lmax_hidden, n_basis, radial_hidden) < 1 or n_freqs < 0:
+            raise ConfigError(
+                f"E3NNVelocity needs hidden, n_layers, lmax, lmax_hidden, n_basis, radial_hidden >= 1 and "
+                f"n_freqs >= 0; got hidden={hidden}, n_layers={n_layers}, lmax={lmax}, lmax_hidden={lmax_hidden}, "
+                f"n_basis={n_basis}, radial_hidden={radial_hidden}, n_freqs={n_freqs}"
+            )
+        if not 0.0 < r_min < r_max:
+            raise ConfigError(f"E3NNVelocity needs 0 < r_min < r_max, got r_min={r_min}, r_max={r_max}")
+        if atom_types is not None:
+            atom_types = [int(a) for a in atom_types]
+            if len(atom_types) != n_particles or min(atom_types) < 0:
+                raise ConfigError(
+                    f"atom_types must list one non-negative int per particle ({n_particles}), got {atom_types!r}; "
+                    f"see molsample.nets.e3nn_net.atom_types_from_topology"
+                )
+        self.n_particles, self.dim, self.n_freqs = int(n_particles), 3, int(n_freqs)
+        self.r_min, self.r_max, self.n_basis = float(r_min), float(r_max), int(n_basis)
+        self.chiral = bool(chiral)
+        self.spec: dict = {"name": "e3nn", "n_particles": self.n_particles, "dim": 3, "hidden": int(hidden),
+                           "n_layers": int(n_layers), "lmax": int(lmax),
+                           "lmax_hidden": int(lmax_hidden), "n_freqs": self.n_freqs,
+                           "n_basis": self.n_basis, "radial_hidden": int(radial_hidden), "r_min": self.r_min,
+                           "r_max": self.r_max, "chiral": self.chiral,
+                           "atom_types": None if atom_types is None else list(atom_types)}
+        n_types = 0 if atom_types is None else max(atom_types) + 1
+        if atom_types is not None:
+            self.register_buffer("type_onehot", F.one_hot(torch.tensor(atom_types), n_types).to(torch.get_default_dtype()))
+        else:
+            self.type_onehot = None
+
+        self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
+        self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        hidden_irreps = o3.Irreps([(max(1, hidden >> l), (l, p)) for l in range(lmax_hidden + 1)
+                                     for p in (1, -1)])
+        self.irreps_hidden = hidden_irreps.sort().irreps.simplify()
+        self.embed = nn.Linear(1 + 2 * self.n_freqs + n_types, hidden)
+        irreps_in = o3.Irreps(f"{hidden}x0e")
+        self.layers = nn.ModuleList()
+        for _ in range(n_layers - 1):
+            layer = _Layer(irreps_in, self.irreps_hidden, self.irreps_sh, lmax_hidden, n_basis, radial_hidden, self.chiral)
+            self.layers.append(layer)
+            irreps_in = layer.gate.irreps_out
+        # last layer: only l = 1 messages are needed for the vector output
+        self.out_conv = _Convolution(irreps_in, self.irreps_sh, None, {1}, n_basis, radial_hidden)
+        irreps_v = o3.Irreps("1x1o")
+        self.out_lin = o3.Linear(_so3_labels(self.out_conv.irreps_out, self.chiral), irreps_v)
+        has_vectors = any(ir == o3.Irrep("1o") for _, ir in _so3_labels(irreps_in, self.chiral))
+        self.out_self = o3.Linear(_so3_labels(irreps_in, self.chiral), irreps_v) if has_vectors else None
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 3 or tuple(x.shape[1:]) != (self.n_particles, 3):
+            raise ShapeError(f"E3NNVelocity expects x of shape (batch, {self.n_particles}, 3), got {tuple(x.shape)}")
+
+    def _edges(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Spherical harmonics ``(B, n, n−1, dim_sh)`` and radial basis ``(B, n, n−1, n_basis)``."""
+        _, _, soft_one_hot_linspace = _e3nn()
+        r = x[:, :, None, :] - _senders(x)  # r_ij = x_i − x_j over j ≠ i, (B, n, n−1, 3)
+        sh = self.sh(r)
+        d = torch.sqrt((r * r).sum(-1) + 1e-12)
+        u = torch.log(d + self.r_min)
+        emb = soft_one_hot_linspace(u, math.log(self.r_min), math.log(self.r_max), self.n_basis,
+                                    basis="gaussian", cutoff=False)
+        return sh, emb
+
+    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """Velocity ``(batch, n, 3)`` with zero mean over particles."""
+        self._check(x)
+        B, n, _ = x.shape
+        tb = batch_time(t, B, x)
+        feats = torch.cat([tb[:, None], fourier_features(tb, self.n_freqs)], dim=-1)[:, None, :].expand(B, n, -1)
+        if self.type_onehot is not None:
+            feats = torch.cat([feats, self.type_onehot.to(x.dtype).expand(B, n, -1)], dim=-1)
+        h = self.embed(feats)
+        sh, emb = self._edges(x)
+        for layer in self.layers:
+            h = layer(h, sh, emb)
+        v = self.out_lin(self.out_conv(h, sh, emb))
+        if self.out_self is not None:
+            v = v + self.out_self(h)
+        return v - v.mean(dim=1, keepdim=True)

@@ -1,0 +1,383 @@
+r"""E(n)-equivariant graph network (EGNN) velocity field for particle systems.
+
+One layer, for particles i ≠ j on the fully connected graph (Satorras et al. 2021, with the
+time t as node feature as in equivariant flow matching for Lennard-Jones clusters):
+
+    s_ij  = SiLU(A h_i + B h_j + c · d_ij² + e)                         edge features (H)
+    h_i  ← h_i + W_o SiLU(P h_i + Q · mean_{j≠i} s_ij + p)                node update
+    ψ_ij  = w · SiLU(W_c s_ij + b_c) + b,    φ_ij = R · tanh(ψ_ij / R)     coordinate weight
+    x_i  ← x_i + mean_{j≠i} (x_i − x_j) · φ_ij / (√(d_ij² + ε) + 1)
+
+and the velocity is the total displacement x_L − x_0 projected to zero mean over particles.
+It is E(dim)-equivariant (rotations and reflections), permutation-equivariant and
+translation-invariant.
+
+Why it is fast. A textbook EGNN concatenates [h_i, h_j, d_ij²] for all n² edges and applies a
+(2H+1)×H layer, then a second H×H message layer per edge whose output feeds both the
+aggregation and the coordinate MLP. Here the first layer is split into per-node maps A h_i,
+B h_j (n·H² work instead of n²·H²), the message layer is linear so it commutes with the mean
+over neighbours (applied once per node, folded into Q), and its product with the first
+coordinate layer is a single matrix W_c. Per edge and layer only one H×H product remains
+(W_c s_ij) instead of three.
+
+Exact divergence. :meth:`EGNN.velocity_and_divergence` computes ∇·v exactly by forward-mode
+differentiation along all n·dim coordinate directions, written out for this architecture: the
+per-edge H×H products are contracted once with the output covector (g_ij below), so every
+direction costs O(n²·H) instead of O(n²·H²). See docs/flows.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from molsample.errors import ConfigError, ShapeError
+from molsample.nets.common import batch_time, fourier_features
+
+__all__ = ["EGNN", "EGNNLayer"]
+
+
+def _silu_prime(z: Tensor) -> Tensor:
+    """d SiLU(z)/dz = σ(z)(1 + z(1 − σ(z)))."""
+    sig = torch.sigmoid(z)
+    return sig * (1.0 + z * (1.0 - sig))
+
+
+class EGNNLayer(nn.Module):
+    """One dense EGNN layer on the fully connected graph; see the module docstring.
+
+    Args:
+        hidden: node/edge feature width H.
+        update_h: whether the layer updates the node features (the last layer does not need to).
+        coords_range: R, the bound of the coordinate weights φ (R·tanh(ψ/R)); ``None`` for no bound.
+        eps: ε in the distance √(d² + ε) of the coordinate normalization.
+    """
+
+    def __init__(self, hidden: int, update_h: bool = True, coords_range: float | None = 15.0,
+                 eps: float = 1e-6) -> None:
+        super().__init__()
+        H = hidden
+        self.hidden, self.update_h = H, bool(update_h)
+        self.coords_range = None if coords_range is None else float(coords_range)
+        self.eps = float(eps)
+        # the first edge layer W [h_i; h_j; d²] + e, split into per-node maps (init as one Linear(2H+1, H))
+        bound = 1.0 / math.sqrt(2 * H + 1)
+        self.edge_a = nn.Linear(H, H)  # A and the bias e
+        self.edge_b = nn.Linear(H, H, bias=False)
+        self.edge_d = nn.Parameter(torch.empty(H))
+        for p in (self.edge_a.weight, self.edge_a.bias, self.edge_b.weight, self.edge_d):
+            nn.init.uniform_(p, -bound, bound)
+        self.coord_in = nn.Linear(H, H)
+        self.coord_out = nn.Linear(H, 1)
+        nn.init.xavier_uniform_(self.coord_out.weight, gain=0.001)
+        nn.init.zeros_(self.coord_out.bias)
+        if self.update_h:
+            self.node_h = nn.Linear(H, H)
+            self.node_m = nn.Linear(H, H, bias=False)
+            self.node_out = nn.Linear(H, H)
+
+    # ------------------------------------------------------------------ primal
+    def forward(self, x: Tensor, h: Tensor, cache: dict | None = None) -> tuple[Tensor, Tensor]:
+        """Update ``x: (batch, n, dim)`` and ``h: (batch, n, H)``; fills ``cache`` for :meth:`tangent`."""
+        n = x.shape[1]
+        r = x[:, :, None, :] - x[:, None, :, :]
+        d2 = (r * r).sum(-1)  # (B, n, n), exactly 0 on the diagonal
+        a = self.edge_a(h)
+        b = self.edge_b(h)
+        pre = a[:, :, None, :] + b[:, None, :, :] + d2[..., None] * self.edge_d
+        s = F.silu(pre)
+        q = self.coord_in(s)
+        psi = self.coord_out(F.silu(q)).squeeze(-1)
+        if self.coords_range is None:
+            th = None
+            phi = psi
+        else:
+            th = torch.tanh(psi / self.coords_range)
+            phi = self.coords_range * th
+        dist = torch.sqrt(d2 + self.eps)
+        mask = 1.0 - torch.eye(n, dtype=x.dtype, device=x.device)
+        coef = phi * mask / ((dist + 1.0) * (n - 1))
+        rowc = coef.sum(-1)
+        x_new = x + rowc[..., None] * x - coef @ x  # x_i + Σ_j (x_i − x_j) coef_ij
+        u = None
+        if self.update_h:
+            # mean over j ≠ i; the self edge has d² = 0, so its feature is SiLU(a_i + b_i)
+            s_mean = (s.sum(2) - F.silu(a + b)) / (n - 1)
+            u = self.node_h(h) + self.node_m(s_mean)
+            h = h + self.node_out(F.silu(u))
+        if cache is not None:
+            cache.update(x=x, r=r, pre=pre, q=q, th=th, phi=phi, dist=dist, mask=mask, coef=coef, rowc=rowc, u=u)
+        return x_new, h
+
+    # ------------------------------------------------------------------ forward-mode derivative
+    def tangent(self, cache: dict, dx: Tensor, dh: "Tensor | _EdgeTangent | None"
+                ) -> tuple[Tensor, "Tensor | _EdgeTangent | None"]:
+        """Push T tangent directions through the layer (a batched JVP written out for this layer).
+
+        Tangents are stored node-major: ``dx: (batch, n, T, dim)``, ``dh: (batch, n, T, H)``.
+
+        Args:
+            cache: filled by :meth:`forward` on the same inputs.
+            dx: tangents of the positions.
+            dh: tangents of the node features, an :class:`_EdgeTangent` (the structured output
+                of a first layer), or ``None`` when they are zero.
+        Returns:
+            the tangents ``(dx_new, dh_new)`` of the layer outputs (``dh_new`` is ``None`` when
+            the layer does not update ``h``).
+        """
+        x, pre, q, dist, mask = cache["x"], cache["pre"], cache["q"], cache["dist"], cache["mask"]
+        B, n, T, d = dx.shape
+        H = self.hidden
+        sig1 = _silu_prime(pre)  # (B, n, n, H)
+        # ψ_ij = w·SiLU(W_c s_ij + b_c); g_ij = ∂ψ_ij/∂pre_ij, contracted once per edge
+        w = self.coord_out.weight[0]
+        g = sig1 * ((_silu_prime(q) * w) @ self.coord_in.weight)  # (B, n, n, H)
+        gc = g @ self.edge_d  # (B, n, n)
+        # δ(d_ij²) = 2 (x_i − x_j)·(δx_i − δx_j) from P[b, i, t, j] = δx_i · x_j
+        P = (dx.reshape(B, n * T, d) @ x.transpose(1, 2)).reshape(B, n, T, n)
+        Pd = torch.diagonal(P, dim1=1, dim2=3)  # (B, T, n): δx_i · x_i
+        dd2 = P.permute(0, 3, 2, 1) + P
+        dd2 = (Pd.transpose(1, 2)[..., None] + Pd[:, None]).sub_(dd2).mul_(2.0)  # (B, n_i, T, n_j)
+        dpsi = gc[:, :, None, :] * dd2
+        da = db = dp = None
+        if dh is not None:
+            if self.update_h or isinstance(dh, _EdgeTangent):
+                # A δh, B δh (and P δh) in one product
+                ws = [self.edge_a.weight, self.edge_b.weight] + ([self.node_h.weight] if self.update_h else [])
+                if isinstance(dh, _EdgeTangent):
+                    # assemble the projections and δh itself in one pass
+                    ws.append(torch.eye(H, dtype=dh.Y.dtype, device=dh.Y.device))
+                    proj = dh.project(torch.cat(ws, 0))
+                    dh = proj[..., -H:]
+                else:
+                    proj = dh @ torch.cat(ws, 0).T
+                da, db = proj[..., :H], proj[..., H:2 * H]
+                dp = proj[..., 2 * H:3 * H] if self.update_h else None
+                dpsi += _pair_dot_i(g, da)
+                dpsi += _pair_dot_j(g, db)
+            else:
+                # last layer: fold A and B into the per-edge covector g (n²·H² work instead of T·n·H²)
+                gab = g @ torch.cat([self.edge_a.weight, self.edge_b.weight], 1)
+                dpsi += _pair_dot_i(gab[..., :H], dh)
+                dpsi += _pair_dot_j(gab[..., H:], dh)
+        th = cache["th"]
+        if th is not None:
+            dpsi *= (1.0 - th * th)[:, :, None, :]
+        dist1 = (dist + 1.0)[:, :, None, :]
+        # δcoef = mask/(n−1) · (δφ/(d+1) − φ δd/(d+1)²), δd = δd²/(2d)
+        dcoef = dpsi.div_(dist1)
+        dcoef -= (cache["phi"] / (2.0 * dist))[:, :, None, :] * dd2 / (dist1 * dist1)
+        dcoef *= (mask / (n - 1))[:, None, :]
+        coef, rowc = cache["coef"], cache["rowc"]
+        # δx_i + Σ_j (δx_i − δx_j) coef_ij + Σ_j (x_i − x_j) δcoef_ij
+        dx_new = dx * (1.0 + rowc)[:, :, None, None]
+        dx_new -= (coef @ dx.reshape(B, n, T * d)).reshape(B, n, T, d)
+        dx_new += x[:, :, None, :] * dcoef.sum(-1, keepdim=True)
+        dx_new -= (dcoef.reshape(B, n * T, n) @ x).reshape(B, n, T, d)
+        if not self.update_h:
+            return dx_new, None
+        sig1m = sig1 * mask[..., None]
+        sp_u = _silu_prime(cache["u"])  # (B, n, H)
+        if dh is None:
+            # first layer with x-independent h: δh_i is a sum of per-edge vectors times coordinates
+            Y = (sp_u[:, :, None] * self.node_m(sig1m * (self.edge_d * (2.0 / (n - 1))))) @ self.node_out.weight.T
+            return dx_new, _EdgeTangent(Y, cache["r"], cache["onehot"])
+        ds = _pair_sum_ij(sig1m, dd2).mul_(self.edge_d)
+        ds.addcmul_(sig1m.sum(2)[:, :, None, :], da)
+        ds += _pair_sum_j(sig1m, db)
+        du = self.node_m(ds.mul_(1.0 / (n - 1)))
+        du += dp
+        dh_new = (du.mul_(sp_u[:, :, None, :])) @ self.node_out.weight.T
+        dh_new += dh
+        return dx_new, dh_new
+
+
+def _pair_dot_i(g: Tensor, a: Tensor) -> Tensor:
+    """out[b, i, t, j] = Σ_h g[b, i, j, h] · a[b, i, t, h]   (g: (B, n, n, H), a: (B, n, T, H))."""
+    B, n, T, H = a.shape
+    out = torch.bmm(a.reshape(B * n, T, H), g.reshape(B * n, n, H).transpose(1, 2))
+    return out.reshape(B, n, T, n)
+
+
+def _pair_dot_j(g: Tensor, a: Tensor) -> Tensor:
+    """out[b, i, t, j] = Σ_h g[b, i, j, h] · a[b, j, t, h]."""
+    return _pair_dot_i(g.transpose(1, 2).contiguous(), a).permute(0, 3, 2, 1)
+
+
+def _pair_sum_ij(s: Tensor, e: Tensor) -> Tensor:
+    """out[b, i, t, h] = Σ_j s[b, i, j, h] · e[b, i, t, j]   (e: (B, n, T, n))."""
+    B, n, T, _ = e.shape
+    H = s.shape[-1]
+    return torch.bmm(e.reshape(B * n, T, n), s.reshape(B * n, n, H)).reshape(B, n, T, H)
+
+
+def _pair_sum_j(s: Tensor, a: Tensor) -> Tensor:
+    """out[b, i, t, h] = Σ_j s[b, i, j, h] · a[b, j, t, h]."""
+    return torch.einsum("bijh,bjth->bith", s, a)
+
+
+class _EdgeTangent:
+    """Node-feature tangents of a first layer whose input features do not depend on x.
+
+    For the one-hot input direction τ = (k, c) (particle k, axis c):
+    δh[i, τ] = δ_{ik} Σ_j Y_{kj} r_{kj,c} − Y_{ik} r_{ik,c}, with Y: (B, n, n, H) and
+    r_ij = x_i − x_j. Linear maps act on Y (n²·H² work) instead of on the T·n·H dense tangents.
+    """
+
+    def __init__(self, Y: Tensor, r: Tensor, onehot: tuple[Tensor, Tensor]) -> None:
+        self.Y, self.r, (self.ks, self.cs) = Y, r, onehot
+
+    def _assemble(self, Z: Tensor) -> Tensor:
+        ks, cs = self.ks, self.cs
+        B, n, _, C = Z.shape
+        d = self.r.shape[-1]
+        T = ks.shape[0]
+        if T == (n - 1) * d:  # all directions k < n−1 in order: a broadcast instead of a gather
+            out = (Z[:, :, :n - 1, None, :] * -self.r[:, :, :n - 1, :, None]).reshape(B, n, T, C)
+        else:
+            out = Z[:, :, ks, :]  # (B, n, T, C), a copy
+            out *= -self.r[:, :, ks, cs][..., None]
+        diag = torch.einsum("bkjc,bkjd->bkdc", Z, self.r)  # Σ_j Z_kj r_kj,d: (B, n, dim, C)
+        out[:, ks, torch.arange(T, device=Z.device), :] += diag[:, ks, cs, :]
+        return out
+
+    def dense(self) -> Tensor:
+        """The tangents as ``(B, n, T, H)``."""
+        return self._assemble(self.Y)
+
+    def project(self, W: Tensor) -> Tensor:
+        """``dense() @ W.T`` computed on Y."""
+        return self._assemble(self.Y @ W.T)
+
+
+class EGNN(nn.Module):
+    """E(dim)- and permutation-equivariant, translation-invariant velocity b(t, x).
+
+    Args:
+        n_particles: number of particles n.
+        dim: spatial dimension.
+        hidden: feature width H.
+        n_layers: number of EGNN layers.
+        n_freqs: Fourier frequencies of the time embedding ([t, sin(2^k π t), cos(2^k π t)]).
+        coords_range: bound R of the coordinate weights (R·tanh(ψ/R)); ``None`` for none.
+        eps: ε in the distance √(d² + ε) used by the coordinate normalization 1/(d + 1).
+
+    ``forward(t, x)`` takes ``t`` as a float, 0-d or ``(batch,)`` tensor and ``x: (batch, n, dim)``
+    and returns the velocity ``(batch, n, dim)`` with zero mean over particles.
+    """
+
+    #: budget (in tensor elements) for the intermediates of :meth:`velocity_and_divergence`
+    div_max_elements: int = 2**25
+
+    def __init__(self, n_particles: int, dim: int = 3, hidden: int = 64, n_layers: int = 4, n_freqs: int = 4,
+                 coords_range: float | None = 15.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        if n_particles < 2:
+            raise ConfigError(f"EGNN needs n_particles >= 2, got {n_particles}; use the 'mlp' net for toys")
+        if min(dim, hidden, n_layers) < 1 or n_freqs < 0:
+            raise ConfigError(
+                f"EGNN needs dim, hidden, n_layers >= 1 and n_freqs >= 0; got dim={dim}, hidden={hidden}, "
+                f"n_layers={n_layers}, n_freqs={n_freqs}"
+            )
+        self.n_particles, self.dim, self.hidden, self.n_freqs = int(n_particles), int(dim), int(hidden), int(n_freqs)
+        self.spec: dict = {"name": "egnn", "n_particles": self.n_particles, "dim": self.dim, "hidden": self.hidden,
+                           "n_layers": int(n_layers), "n_freqs": self.n_freqs,
+                           "coords_range": None if coords_range is None else float(coords_range),
+                           "eps": float(eps)}
+        self.time_embed = nn.Linear(1 + 2 * self.n_freqs, self.hidden)
+        self.layers = nn.ModuleList(
+            EGNNLayer(self.hidden, update_h=k < n_layers - 1, coords_range=coords_range, eps=eps)
+            for k in range(n_layers)
+        )
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 3 or tuple(x.shape[1:]) != (self.n_particles, self.dim):
+            raise ShapeError(
+                f"EGNN expects x of shape (batch, {self.n_particles}, {self.dim}), got {tuple(x.shape)}"
+            )
+
+    def _h0(self, t: Tensor | float, x: Tensor) -> Tensor:
+        tb = batch_time(t, x.shape[0], x)
+        feats = torch.cat([tb[:, None], fourier_features(tb, self.n_freqs)], dim=-1)
+        return self.time_embed(feats)[:, None, :].expand(-1, x.shape[1], -1)
+
+    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """Velocity ``(batch, n, dim)`` with zero mean over particles."""
+        self._check(x)
+        h = self._h0(t, x)
+        y = x
+        for layer in self.layers:
+            y, h = layer(y, h)
+        v = y - x
+        return v - v.mean(dim=1, keepdim=True)
+
+    @torch.no_grad()
+    def velocity_and_divergence(self, t: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The velocity ``(batch, n, dim)`` and its exact divergence Σ_k ∂v_k/∂x_k, ``(batch,)``.
+
+        The divergence is the trace of the full (n·dim)² Jacobian J; for this translation-invariant
+        field it equals the divergence on the zero-CoM subspace. Forward-mode derivatives are pushed
+        along the (n−1)·dim coordinate directions of particles 0..n−2; the diagonal entries of the
+        last particle follow from translation invariance (J·1_b = 0). Work is split into batch
+        chunks (and, for very large systems, chunks of directions) so that the intermediates stay
+        below :attr:`div_max_elements` elements. No autograd graph is built.
+        """
+        self._check(x)
+        B, n, d = x.shape
+        H = self.hidden
+        T = (n - 1) * d
+        primal = 8 * n * n * H
+        per_tangent = 8 * n * H + 8 * n * n + n * d
+        budget = int(self.div_max_elements)
+        tb = batch_time(t, B, x)
+        all_idx = torch.arange(T, device=x.device)
+        per_sample = primal + T * per_tangent
+        chunk_b = budget // per_sample
+        if chunk_b >= B:
+            return self._v_div(tb, x, all_idx)
+        if chunk_b >= 1:
+            outs = [self._v_div(tb[i:i + chunk_b], x[i:i + chunk_b], all_idx) for i in range(0, B, chunk_b)]
+            return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+        # a single sample exceeds the budget: one sample at a time, directions in chunks
+        chunk_t = max(1, (budget - primal) // per_tangent)
+        vs, divs = [], []
+        for i in range(B):
+            div = x.new_zeros(1)
+            v = x[i:i + 1]
+            for j in range(0, T, chunk_t):
+                v, dj = self._v_div(tb[i:i + 1], x[i:i + 1], all_idx[j:j + chunk_t])
+                div = div + dj
+            vs.append(v)
+            divs.append(div)
+        return torch.cat(vs), torch.cat(divs)
+
+    def _v_div(self, tb: Tensor, x: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Velocity and the part of the divergence from the flat directions ``idx`` (< (n−1)·dim).
+
+        Direction τ = (k, b) contributes J[τ, τ] − J[(n−1, b), τ]; summed over all k < n−1 this is
+        the full trace because Σ_k J[(n−1, b), (k, b)] = 0 (translation invariance).
+        """
+        B, n, d = x.shape
+        Tc = idx.shape[0]
+        ks, bs = idx // d, idx % d
+        ar = torch.arange(Tc, device=x.device)
+        dx0 = torch.zeros(n, Tc, d, dtype=x.dtype, device=x.device)
+        dx0[ks, ar, bs] = 1.0
+        dx0 = dx0.unsqueeze(0).expand(B, n, Tc, d)
+        h = self._h0(tb, x)
+        y, dy, dh = x, dx0, None
+        for k, layer in enumerate(self.layers):
+            cache: dict = {}
+            y_new, h = layer(y, h, cache)
+            if k == 0:
+                cache["onehot"] = (ks, bs)
+            dy, dh = layer.tangent(cache, dy, dh)
+            y = y_new
+        v = y - x
+        v = v - v.mean(dim=1, keepdim=True)
+        # δv = δy − δx0 − mean; the mean and δx0 at (n−1, b) cancel in J[τ, τ] − J[(n−1, b), τ]
+        diag = dy[:, ks, ar, bs] - dy[:, n - 1, ar, bs] - 1.0  # (B, Tc)
+        return v, diag.sum(-1)

@@ -1,0 +1,566 @@
+"""Reference samples of a system's Boltzmann distribution: generation, files and a cache.
+
+``generate_reference(system, n)`` picks a classical sampler per system (``method="auto"``):
+
+============================  ========================================================
+system                        method
+============================  ========================================================
+exact sampler (ring2d,        ``exact``: ``system.exact_sampler()`` (only at the card's kT)
+gauss2d)
+OpenMM energy (aldp)          ``md``: OpenMM Langevin dynamics (:func:`~molsample.sampling.md.run_md`)
+double well (DW-4)            ``pt``: parallel tempering with MALA moves from relaxed lattices
+Lennard-Jones, anything else  ``mala``: tamed MALA from relaxed lattices
+                              (per evaluation ~5x more efficient than PT on LJ-13 at kT = 1)
+============================  ========================================================
+
+Reference data are the base data of temperature tilts and the ground truth of the metrics,
+so they are cached: :func:`load_or_generate_reference` stores them under a file name keyed by a
+hash of the system (card, energy parameters), kT, method, n and the resolved settings, and
+reuses the file when all of these match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from molsample import units
+from molsample.errors import ConfigError, RunFileError
+from molsample.sampling.mcmc import geometric_ladder, mala, parallel_tempering
+
+__all__ = [
+    "METHODS",
+    "ReferenceResult",
+    "default_settings",
+    "generate_reference",
+    "initial_configurations",
+    "load_or_generate_reference",
+    "read_reference",
+    "reference_cache_path",
+    "resolve_method",
+    "write_reference",
+]
+
+#: Reference methods; ``"auto"`` picks one per system (see :func:`resolve_method`).
+METHODS = ("auto", "exact", "mala", "pt", "md")
+
+#: Bumped when the meaning of a cached reference file changes (invalidates old cache entries).
+CACHE_VERSION = 1
+
+#: Default cache folder (relative to the working directory; ``runs/`` is git-ignored).
+DEFAULT_CACHE_DIR = Path("runs") / "cache" / "reference"
+
+
+@dataclass
+class ReferenceResult:
+    """Reference samples with the diagnostics of the run that made them.
+
+    Attributes:
+        samples: ``(n, n_particles, dim)`` float64 positions in the system's length unit.
+        energies: ``(n,)`` energies in the system's energy unit.
+        kT: the temperature sampled, in the energy unit.
+        method: ``"exact"``, ``"mala"``, ``"pt"`` or ``"md"``.
+        system: the system's name.
+        diagnostics: acceptance / swap rates, ``tau_int`` (energy autocorrelation time in samples
+            of one chain), ``n_effective`` (n/τ), ``n_energy_evals``, ``wall_time_s``,
+            ``energy_mean``/``energy_std``, ``seed``, ``settings``, and ``cache`` / ``path`` when
+            the result came through the cache.
+    """
+
+    samples: Tensor
+    energies: Tensor
+    kT: float
+    method: str
+    system: str
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.samples.shape[0])
+
+
+# --------------------------------------------------------------------------- method and settings
+
+
+def _is_openmm(system: Any) -> bool:
+    return hasattr(system.energy, "system") and getattr(system.energy, "positions", None) is not None
+
+
+def _energy_type(system: Any) -> str:
+    card_energy = system.card.get("energy", {}) if isinstance(system.card, dict) else {}
+    return str(card_energy.get("type", type(system.energy).__name__))
+
+
+def resolve_method(system: Any, method: str = "auto", kT: float | None = None) -> str:
+    """The concrete method for ``method="auto"`` (checks an explicit one is usable)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown reference method '{method}'; use one of {', '.join(METHODS)}")
+    kT = system.kT if kT is None else kT
+    at_card_kT = math.isclose(kT, system.kT, rel_tol=1e-12)
+    if method == "auto":
+        if system.exact_sampler() is not None and at_card_kT:
+            return "exact"
+        if _is_openmm(system):
+            return "md"
+        if _energy_type(system) in ("double_well", "MultiDoubleWell"):
+            return "pt"  # pair barriers of 4.4 kT: MALA alone hops between wells too rarely
+        return "mala"  # incl. Lennard-Jones: tamed MALA mixes ~5x better per evaluation than PT at kT = 1
+    if method == "exact":
+        if system.exact_sampler() is None:
+            raise ConfigError(f"system {system.name} has no exact sampler; use --method mala, pt or md")
+        if not at_card_kT:
+            raise ConfigError(
+                f"the exact sampler of {system.name} draws at the card's kT = {system.kT:g}, not kT = {kT:g}; "
+                "use --method mala or pt for another temperature"
+            )
+    if method == "md" and not _is_openmm(system):
+        raise ConfigError(f"--method md needs an OpenMM system with a structure; {system.name} is not one. Use mala or pt")
+    return method
+
+
+def _dof(system: Any) -> int:
+    n, d = system.event_shape
+    return (n - 1) * d if system.remove_com and n > 1 else n * d
+
+
+def default_settings(system: Any, method: str, n: int) -> dict[str, Any]:
+    """The default settings of ``method`` for ``system`` (every key a user may override)."""
+    if method == "exact":
+        return {}
+    if method == "md":
+        return {
+            "steps_per_frame": 500,
+            "timestep_fs": 1.0,
+            "friction_per_ps": 1.0,
+            "equilibration_steps": 10_000,
+            "minimize": True,
+            "platform": str(getattr(system.energy, "platform", "CPU")),
+        }
+    common = {"burn_in": 2000, "thin": 10, "step_size": None, "target_accept": 0.574, "tame": 2.0,
+              "init": "lattice", "relax_steps": 200, "init_noise": 0.1}
+    etype = _energy_type(system)
+    if method == "mala":
+        if etype in ("lennard_jones", "LennardJones"):
+            # LJ-13 at kT = 1: τ_int(energy) ≈ 800 steps (docs/benchmarks/reference.md); thin 100 and
+            # a burn-in of ~6τ give ≈ 1,300 effective samples per 10,000 in ~15 s on one core
+            return {**common, "chains": 128, "thin": 100, "burn_in": 5000}
+        return {**common, "chains": 64}
+    if method == "pt":
+        factor = 5.0 if etype in ("double_well", "MultiDoubleWell") else 6.0
+        # constant swap acceptance needs Δln kT ~ 1/sqrt(heat capacity) ~ 1/sqrt(dof)
+        n_temps = max(4, math.ceil(math.log(factor) * math.sqrt(_dof(system)) / 1.2) + 1)
+        return {**common, "chains": 32, "n_temps": n_temps, "kT_max_factor": factor, "swap_every": 1, "burn_in": 3000}
+    raise ConfigError(f"unknown reference method '{method}'")
+
+
+#: Method-independent spellings → the method's own key.
+_ALIASES = {
+    "md": {"burn_in": "equilibration_steps", "thin": "steps_per_frame", "steps": "steps_per_frame"},
+    "mala": {"steps": "thin", "equilibration_steps": "burn_in"},
+    "pt": {"steps": "thin", "equilibration_steps": "burn_in"},
+}
+
+
+def _resolve_settings(system: Any, method: str, n: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overridden by ``settings``; aliases mapped; ``n_steps`` (production steps per chain,
+    or MD steps in all) converted to the spacing of kept samples."""
+    defaults = default_settings(system, method, n)
+    settings = dict(settings)
+    for alias, key in _ALIASES.get(method, {}).items():
+        if alias in settings and settings[alias] is not None:
+            if key in settings and settings[key] is not None and settings[key] != settings[alias]:
+                raise ConfigError(f"settings {alias}={settings[alias]!r} and {key}={settings[key]!r} conflict; give one")
+            settings[key] = settings.pop(alias)
+        else:
+            settings.pop(alias, None)
+    n_steps = settings.pop("n_steps", None)
+    if n_steps is not None and method != "exact":
+        if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
+            raise ConfigError(f"reference setting n_steps must be a positive integer, got {n_steps!r}")
+        if method == "md":
+            settings["steps_per_frame"] = max(1, n_steps // n)
+        else:
+            chains = settings.get("chains") or defaults["chains"]
+            settings["thin"] = max(1, n_steps // math.ceil(n / chains))
+    unknown = sorted(set(settings) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {unknown} for reference method '{method}'; known: {', '.join(sorted(defaults)) or '(none)'}"
+        )
+    out = {**defaults, **{k: v for k, v in settings.items() if v is not None or k in ("step_size", "tame")}}
+    for key in ("chains", "thin", "n_temps", "steps_per_frame"):
+        if key in out and (not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 1):
+            raise ConfigError(f"reference setting {key} must be a positive integer, got {out[key]!r}")
+    for key in ("burn_in", "relax_steps", "equilibration_steps"):
+        if key in out and (not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 0):
+            raise ConfigError(f"reference setting {key} must be an integer >= 0, got {out[key]!r}")
+    if out.get("init") not in (None, "lattice", "random"):
+        raise ConfigError(f"reference setting init must be 'lattice' or 'random', got {out['init']!r}")
+    return out
+
+
+# --------------------------------------------------------------------------- initial configurations
+
+
+def _length_scale(energy: Any) -> float:
+    for attr in ("r_m", "d0"):
+        if hasattr(energy, attr):
+            return float(getattr(energy, attr))
+    return 1.0
+
+
+def _lattice(n: int, dim: int, spacing: float) -> Tensor:
+    """The n points of a simple cubic (square) lattice closest to its centre, centred, ``(n, dim)``."""
+    side = math.ceil(n ** (1.0 / dim)) + 1
+    grid = torch.stack(torch.meshgrid(*[torch.arange(side, dtype=torch.float64)] * dim, indexing="ij"), -1).reshape(-1, dim)
+    grid = grid - grid.mean(0)
+    order = torch.argsort(grid.norm(dim=1) + 1e-6 * torch.arange(grid.shape[0]))  # deterministic ties
+    pts = grid[order[:n]] * spacing
+    return pts - pts.mean(0)
+
+
+def initial_configurations(
+    system: Any,
+    chains: int,
+    *,
+    init: str = "lattice",
+    noise: float = 0.1,
+    relax_steps: int = 200,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, int]:
+    """Starting states ``(chains, n_particles, dim)`` float64 and the energy evaluations spent.
+
+    Particles start on a simple cubic/square lattice with the system's pair length (LJ r_m,
+    DW d0) as spacing (``init="lattice"``) or uniformly in a ball of that density
+    (``"random"``), perturbed by ``noise``·spacing per chain, centred, then relaxed by
+    ``relax_steps`` of capped steepest descent. Systems with a structure start from it (plus
+    ``noise``·0.01 length units of noise), without relaxation.
+    """
+    n, d = system.event_shape
+    energy = system.energy
+    structure = getattr(energy, "positions", None)
+    scale = _length_scale(energy)
+    if structure is not None:
+        base = torch.as_tensor(np.asarray(structure), dtype=torch.float64)[None].repeat(chains, 1, 1)
+        x = base + noise * 0.01 * torch.randn(base.shape, generator=generator, dtype=torch.float64)
+    elif n == 1:
+        x = torch.randn(chains, 1, d, generator=generator, dtype=torch.float64)
+    elif init == "lattice":
+        x = _lattice(n, d, scale)[None] + noise * scale * torch.randn(chains, n, d, generator=generator, dtype=torch.float64)
+    else:
+        radius = scale * (n ** (1.0 / d)) * 0.6
+        u = torch.randn(chains, n, d, generator=generator, dtype=torch.float64)
+        u = u / u.norm(dim=-1, keepdim=True)
+        r = radius * torch.rand(chains, n, 1, generator=generator, dtype=torch.float64) ** (1.0 / d)
+        x = u * r
+    if system.remove_com and n > 1:
+        x = x - x.mean(dim=1, keepdim=True)
+    evals = 0
+    if relax_steps > 0 and n > 1 and structure is None:
+        x, evals = _relax(energy, x, relax_steps, max_move=0.05 * scale, remove_com=system.remove_com)
+    return x, evals
+
+
+def _relax(energy: Any, x: Tensor, steps: int, max_move: float, remove_com: bool) -> tuple[Tensor, int]:
+    """Capped steepest descent: every particle moves at most ``max_move`` per step along its force."""
+    lr = torch.full((x.shape[0], 1, 1), max_move, dtype=x.dtype)
+    e, f = energy.energy_and_force(x)
+    evals = x.shape[0]
+    for _ in range(steps):
+        fmax = f.norm(dim=-1, keepdim=True).amax(dim=1, keepdim=True).clamp_min(1e-12)
+        step = lr * f / fmax
+        y = x + step
+        if remove_com:
+            y = y - y.mean(dim=1, keepdim=True)
+        ey, fy = energy.energy_and_force(y)
+        evals += x.shape[0]
+        better = (torch.isfinite(ey) & (ey <= e))[:, None, None]
+        x = torch.where(better, y, x)
+        e = torch.where(better[:, 0, 0], ey, e)
+        f = torch.where(better, fy, f)
+        lr = torch.where(better, (lr * 1.2).clamp(max=max_move), lr * 0.5)
+    return x.detach(), evals
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def generate_reference(
+    system: Any,
+    n: int,
+    *,
+    method: str = "auto",
+    kT: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    **settings: Any,
+) -> ReferenceResult:
+    """Draw ``n`` reference samples of exp(−E/kT) for ``system``.
+
+    Args:
+        system: a :class:`~molsample.systems.System`.
+        n: number of samples.
+        method: ``"auto"``, ``"exact"``, ``"mala"``, ``"pt"`` or ``"md"`` (see the module table).
+        kT: temperature in the energy unit (``None``: the card's). For kJ/mol systems
+            ``molsample.units.kT(T_kelvin)`` converts from kelvin.
+        seed: seeds every random number of the run.
+        progress: tqdm progress bars.
+        settings: overrides of :func:`default_settings` (``steps`` is a spelling of ``thin`` /
+            ``steps_per_frame``; ``n_steps`` = production steps per chain (MD: in all), converted to
+            ``thin`` = n_steps // ⌈n/chains⌉ (MD: ``steps_per_frame`` = n_steps // n)) — MCMC: ``chains``, ``burn_in``,
+            ``thin``, ``step_size``, ``target_accept``, ``tame``, ``init``, ``relax_steps``, ``init_noise``;
+            PT also ``n_temps``, ``kT_max_factor``, ``swap_every``; MD: ``steps_per_frame``,
+            ``timestep_fs``, ``friction_per_ps``, ``equilibration_steps``, ``minimize``, ``platform``.
+    Returns:
+        :class:`ReferenceResult` with exactly ``n`` samples.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"n must be a positive integer number of samples, got {n!r}")
+    kT = float(system.kT if kT is None else kT)
+    if not kT > 0:
+        raise ConfigError(f"kT must be positive, got {kT}")
+    method = resolve_method(system, method, kT)
+    cfg = _resolve_settings(system, method, n, settings)
+    g = torch.Generator().manual_seed(int(seed))
+    t0 = time.perf_counter()
+    diag: dict[str, Any] = {}
+
+    if method == "exact":
+        x = system.exact_sampler()(n, g).to(torch.float64)
+        with torch.no_grad():
+            e = system.energy.energy(x).to(torch.float64)
+        diag.update(tau_int=1.0, n_energy_evals=n, acceptance=None)
+    elif method == "md":
+        from molsample.sampling.md import run_md
+
+        if system.energy_unit != "kJ/mol":
+            raise ConfigError(f"md needs an energy in kJ/mol, {system.name} is in {system.energy_unit}")
+        r = run_md(
+            system.energy.system,
+            system.energy.positions,
+            temperature_K=kT / units.KB_KJ_PER_MOL_K,
+            n_frames=n,
+            steps_per_frame=cfg["steps_per_frame"],
+            timestep_fs=cfg["timestep_fs"],
+            friction_per_ps=cfg["friction_per_ps"],
+            equilibration_steps=cfg["equilibration_steps"],
+            minimize=cfg["minimize"],
+            platform=cfg["platform"],
+            seed=seed,
+            progress=progress,
+        )
+        x = torch.as_tensor(r.frames, dtype=torch.float64)
+        if system.remove_com:
+            x = x - x.mean(dim=1, keepdim=True)
+        e = torch.as_tensor(r.energies, dtype=torch.float64)
+        diag.update(tau_int=r.tau_int, n_energy_evals=r.n_steps, acceptance=None, temperature_K=r.temperature_K,
+                    platform=r.platform)
+    else:
+        x0, init_evals = initial_configurations(
+            system, cfg["chains"], init=cfg["init"], noise=cfg["init_noise"], relax_steps=cfg["relax_steps"], generator=g
+        )
+        n_kept = math.ceil(n / cfg["chains"])
+        common = dict(n_steps=n_kept * cfg["thin"], burn_in=cfg["burn_in"], thin=cfg["thin"], step_size=cfg["step_size"],
+                      target_accept=cfg["target_accept"], tame=cfg["tame"], remove_com=system.remove_com, generator=g,
+                      progress=progress)
+        if method == "mala":
+            r = mala(system.energy, kT, x0, **common)
+            diag.update(step_size=_plain(r.step_size))
+        else:
+            kts = geometric_ladder(kT, kT * cfg["kT_max_factor"], cfg["n_temps"])
+            r = parallel_tempering(system.energy, kts, x0, swap_every=cfg["swap_every"], **common)
+            diag.update(swap_rates=r.swap_rates, kT_ladder=kts, acceptance_by_kT=r.acceptance_by_kT,
+                        step_size=_plain(r.step_size))
+        x, e = r.samples[:n], r.energies[:n]
+        diag.update(acceptance=r.acceptance, tau_int=r.tau_int, n_energy_evals=r.n_energy_evals + init_evals,
+                    n_chains=r.n_chains)
+
+    tau = diag.get("tau_int")
+    n_eff = n / max(tau, 1.0) if tau is not None and math.isfinite(tau) else None
+    finite = torch.isfinite(e)
+    diag.update(
+        method=method,
+        n=n,
+        kT=kT,
+        seed=int(seed),
+        n_effective=n_eff,
+        effective_per_1000_evals=(1000.0 * n_eff / diag["n_energy_evals"]) if n_eff and diag.get("n_energy_evals") else None,
+        wall_time_s=time.perf_counter() - t0,
+        energy_mean=float(e[finite].mean()) if finite.any() else None,
+        energy_std=float(e[finite].std()) if finite.sum() > 1 else None,
+        settings=cfg,
+    )
+    return ReferenceResult(samples=x.detach(), energies=e.detach(), kT=kT, method=method, system=system.name,
+                           diagnostics=diag)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Tensor):
+        return v.tolist() if v.numel() > 1 else float(v)
+    return v
+
+
+# --------------------------------------------------------------------------- files and cache
+
+
+def write_reference(result: ReferenceResult, path: str | os.PathLike, system: Any) -> Path:
+    """Write a reference run file (the molsample run-file format, read by ``mdtraj.load`` too).
+
+    Layout: the samples as the root sample set (``/coordinates``, ``/energy``), the diagnostics
+    as the ``diagnostics`` root attribute (JSON) and arrays under ``/diagnostics/``, the
+    settings as ``/config``; root attributes ``kind = "reference"``, ``system``, ``method``,
+    ``seed``, ``kT``.
+    """
+    from molsample.io.hdf5 import RunFile
+
+    path = Path(path)
+    d = result.diagnostics
+    with RunFile(path, "w") as rf:
+        rf.write_samples(
+            result.samples,
+            energy=result.energies,
+            energy_unit=system.energy_unit,
+            length_unit=system.length_unit,
+            topology=system.topology,
+            kT=result.kT,
+        )
+        for key in ("acceptance", "tau_int", "n_effective", "n_energy_evals", "wall_time_s"):
+            if d.get(key) is not None:
+                rf.write_array(f"diagnostics/{key}", np.asarray(d[key], dtype=np.float64))
+        for key in ("swap_rates", "kT_ladder", "acceptance_by_kT"):
+            if d.get(key):
+                rf.write_array(f"diagnostics/{key}", np.asarray(d[key], dtype=np.float64))
+        rf.write_config({"reference": {"method": result.method, "n": result.n, "seed": d.get("seed", 0),
+                                       "kT": result.kT, "system": result.system,
+                                       "settings": {k: v for k, v in d.get("settings", {}).items() if v is not None}}})
+        rf.set_attrs(kind="reference", system=result.system, method=result.method, seed=int(d.get("seed", 0)),
+                     kT=float(result.kT), diagnostics=json.dumps(_jsonable(d)))
+    return path
+
+
+def read_reference(path: str | os.PathLike) -> ReferenceResult:
+    """Read a file written by :func:`write_reference` (positions come back as float64)."""
+    from molsample.io.hdf5 import RunFile
+
+    with RunFile(path, "r") as rf:
+        s = rf.read_samples()
+        attrs = dict(rf.attrs)
+    if attrs.get("kind") != "reference":
+        raise RunFileError(f"{path} is a '{attrs.get('kind')}' run file, not a reference file; pass one written by "
+                           "`molsample reference`")
+    try:
+        diag = json.loads(attrs.get("diagnostics", "{}"))
+    except json.JSONDecodeError:
+        diag = {}
+    energies = s["energy"] if s["energy"] is not None else np.full(s["x"].shape[0], np.nan)
+    return ReferenceResult(
+        samples=torch.as_tensor(np.asarray(s["x"], dtype=np.float64)),
+        energies=torch.as_tensor(np.asarray(energies, dtype=np.float64)),
+        kT=float(attrs.get("kT", s.get("kT") or float("nan"))),
+        method=str(attrs.get("method", "")),
+        system=str(attrs.get("system", "")),
+        diagnostics=diag,
+    )
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Tensor):
+        return _jsonable(v.tolist())
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+def _energy_fingerprint(system: Any) -> str:
+    """Text that changes whenever the energy function changes (card, parameters, OpenMM XML)."""
+    parts = [json.dumps(_jsonable(system.card), sort_keys=True), repr(system.energy)]
+    omm = getattr(system.energy, "system", None)
+    if omm is not None:
+        try:
+            import openmm
+
+            parts.append(openmm.XmlSerializer.serialize(omm))
+        except Exception:  # pragma: no cover - a non-serializable system still gets the card hash
+            pass
+    return "\n".join(parts)
+
+
+def reference_cache_path(
+    system: Any,
+    kT: float,
+    method: str,
+    n: int,
+    settings: dict[str, Any],
+    cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR,
+) -> Path:
+    """Cache file for these inputs: ``<cache_dir>/<system>-<method>-n<n>-<hash>.h5``.
+
+    The hash covers the system (card, energy parameters, OpenMM system XML), kT, method, n and
+    ``settings`` (pass the resolved settings plus the seed; key order does not matter).
+    """
+    key = {
+        "version": CACHE_VERSION,
+        "system": system.name,
+        "energy": hashlib.sha256(_energy_fingerprint(system).encode()).hexdigest(),
+        "kT": repr(float(kT)),
+        "method": method,
+        "n": int(n),
+        "settings": _jsonable(settings),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in system.name)
+    return Path(cache_dir) / f"{safe}-{method}-n{n}-{digest}.h5"
+
+
+def load_or_generate_reference(
+    system: Any,
+    n: int,
+    *,
+    method: str = "auto",
+    kT: float | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR,
+    refresh: bool = False,
+    progress: bool = True,
+    **settings: Any,
+) -> ReferenceResult:
+    """Reference samples from the cache when the system, kT, method, n, seed and settings match;
+    otherwise generate them (:func:`generate_reference`) and store them there.
+
+    ``diagnostics["cache"]`` is ``"hit"`` or ``"miss"`` and ``diagnostics["path"]`` the file.
+    A damaged cache file is regenerated; ``refresh=True`` always regenerates.
+    """
+    kT = float(system.kT if kT is None else kT)
+    resolved = resolve_method(system, method, kT)
+    cfg = _resolve_settings(system, resolved, n, settings)
+    path = reference_cache_path(system, kT, resolved, n, {**cfg, "seed": int(seed)}, cache_dir)
+    if path.is_file() and not refresh:
+        try:
+            result = read_reference(path)
+            if result.n == n:
+                result.diagnostics.update(cache="hit", path=str(path))
+                return result
+        except RunFileError:
+            pass
+    result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress, **cfg)
+    write_reference(result, path, system)
+    result.diagnostics.update(cache="miss", path=str(path))
+    return result

@@ -1,0 +1,1 @@
+"""Training: flow matching (pretraining) and Tilt Matching (annealed reward tilts)."""

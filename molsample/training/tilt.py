@@ -1,0 +1,246 @@
+"""The annealed Tilt Matching loop (design.md §5).
+
+One level a_k → a_{k+1} = a_k + h_k:
+
+1. freeze a copy b_{a_k} of the network b̂;
+2. draw ``n_endpoints`` samples x1 from the frozen level by integrating its ODE (no grad) and
+   evaluate r(x1) once each (non-finite rewards are dropped and counted);
+3. choose h_k (fixed, or adaptively so that the ESS of e^{h r} on those samples hits a target);
+4. ``steps_per_level`` gradient steps on minibatches of ``endpoints_per_step`` endpoints, each
+   paired with ``draws_per_endpoint`` fresh (t, x0) draws, regressing b̂(t, I_t) on the ITM /
+   ETM / RAM target (or the WFM weighted loss) built from b_{a_k};
+5. record the level's diagnostics and checkpoint atomically.
+
+Samples, control variate and weights all come from the same frozen level a_k.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from molsample.config import TiltConfig
+from molsample.errors import ConfigError
+from molsample.paths import get_path
+from molsample.rewards import TiltReward
+from molsample.sampling.ode import sample as ode_sample
+from molsample.training.losses import center_reward, choose_step, incremental_ess, tilt_loss
+
+HISTORY_KEYS = (
+    "level", "a", "h", "mean_reward", "mean_energy", "loss", "update_norm",
+    "ess_incremental", "ess", "n_nonfinite", "reward_evals",
+)
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class TiltMatching:
+    """Anneal a pretrained velocity field from a = 0 to a = 1 along ρ_1·e^{a r}.
+
+    Args:
+        field: the velocity network b̂(t, x) (``forward(t, x)``, x: (batch, n, d)), pretrained
+            on the a = 0 distribution; trained in place.
+        base: base distribution (``sample(n, generator=...)``, ``log_prob``).
+        reward: the :class:`~molsample.rewards.TiltReward`.
+        config: :class:`TiltConfig`.
+        seed: seed of the trainer's own generator (all its random draws).
+        device: torch device of the field.
+    """
+
+    def __init__(self, field: nn.Module, base, reward: TiltReward, config: TiltConfig, *,
+                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+        config.validate()
+        self.field = field
+        self.base = base
+        self.reward = reward
+        self.config = config
+        self.device = torch.device(device)
+        self.path = get_path(config.path)
+        self.dtype = next(field.parameters()).dtype
+        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer = torch.optim.Adam(field.parameters(), lr=config.lr)
+        self.a = 0.0
+        self.level = 0
+        self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+
+    # ------------------------------------------------------------------ random draws
+    def _rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.generator, dtype=self.dtype).to(self.device)
+
+    def _base(self, n: int) -> torch.Tensor:
+        return self.base.sample(n, generator=self.generator, dtype=self.dtype).to(self.device)
+
+    def _randperm(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=self.generator).to(self.device)
+
+    # ------------------------------------------------------------------ one level
+    @torch.no_grad()
+    def draw_level_samples(self, frozen: nn.Module, n: int) -> torch.Tensor:
+        """x1 from the frozen level, ``(n, n_particles, dim)``."""
+        res = ode_sample(frozen, self.base, n, generator=self.generator, dtype=self.dtype,
+                         device=self.device, method=self.config.ode_method, steps=self.config.ode_steps)
+        return res.x1
+
+    def step_level(self) -> dict[str, float]:
+        """Run one annealing level; returns its history row."""
+        cfg = self.config
+        frozen = copy.deepcopy(self.field).eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+
+        x1 = self.draw_level_samples(frozen, cfg.n_endpoints)
+        r, e = self.reward.evaluate(x1)
+        r, e = r.detach().to(self.dtype), e.detach().to(self.dtype)
+        ok = torch.isfinite(r)
+        n_bad = int((~ok).sum())
+        if n_bad:
+            warnings.warn(f"level {self.level}: {n_bad} of {len(r)} samples have a non-finite reward "
+                          "(non-finite energy); they are dropped from this level", RuntimeWarning, stacklevel=2)
+        x1, r, e = x1[ok], r[ok], e[ok]
+        if len(r) < 2:
+            raise ConfigError(f"level {self.level}: fewer than 2 samples with a finite reward; the flow "
+                              "produces invalid configurations — pretrain longer or lower the ODE step")
+
+        h = cfg.h if cfg.h is not None else choose_step(r, self.a, cfg.target_ess, h_min=cfg.min_h)
+        h = min(h, 1.0 - self.a)
+        hr_level = center_reward(r, h, cfg.centring)
+
+        probe = self._probe_batch(x1)
+        losses = []
+        self.field.train()
+        for _ in range(cfg.steps_per_level):
+            idx = self._randperm(len(r))[: cfg.endpoints_per_step]
+            idx = idx.repeat_interleave(cfg.draws_per_endpoint)
+            xb1, hrb = x1[idx], hr_level[idx]
+            t = self._rand(len(idx))
+            ps = self.path.sample(self._base(len(idx)), xb1, t)
+            with torch.no_grad():
+                v_prev = frozen(ps.t, ps.xt) if cfg.method != "wfm" else None
+            v = self.field(ps.t, ps.xt)
+            loss = tilt_loss(cfg.method, v, v_prev, ps.dxt, hrb)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.field.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        self.field.eval()
+
+        with torch.no_grad():
+            t, xt = probe
+            diff = self.field(t, xt) - frozen(t, xt)
+            update_norm = float(diff.pow(2).flatten(1).sum(-1).mean().sqrt())
+
+        row = {
+            "level": float(self.level),
+            "a": self.a + h,
+            "h": h,
+            "mean_reward": float(r.mean()),
+            "mean_energy": float(e.mean()),
+            "loss": sum(losses) / len(losses),
+            "update_norm": update_norm,
+            "ess_incremental": incremental_ess(r, h),
+            "ess": math.nan,
+            "n_nonfinite": float(n_bad),
+            "reward_evals": float(self.reward.n_energy_evals),
+        }
+        self.a = min(1.0, self.a + h)
+        if self.a > 1.0 - 1e-9:
+            self.a = 1.0
+        self.level += 1
+        if cfg.full_ess_every and (self.level % cfg.full_ess_every == 0 or self.a >= 1.0):
+            row["ess"] = self.full_ess(self.a)
+        for k in HISTORY_KEYS:
+            self.history[k].append(row[k])
+        return row
+
+    def _probe_batch(self, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = min(self.config.n_probe, len(x1))
+        t = self._rand(n)
+        ps = self.path.sample(self._base(n), x1[:n], t)
+        return ps.t, ps.xt
+
+    @torch.no_grad()
+    def full_ess(self, a: float) -> float:
+        """ESS of exact log-weights of the current field against the level-``a`` target."""
+        res = ode_sample(self.field, self.base, self.config.n_probe, generator=self.generator,
+                         dtype=self.dtype, device=self.device, method=self.config.ode_method,
+                         steps=self.config.ode_steps, with_logq=True)
+        e = self.reward.energy(res.x1).to(self.dtype)
+        logw = self.reward.log_target_from_energy(res.x1, e, a) - res.logq
+        logw = torch.where(torch.isfinite(logw), logw, torch.full_like(logw, -math.inf))
+        if not torch.isfinite(logw).any():
+            return 0.0
+        return float(torch.exp(2 * torch.logsumexp(logw, 0) - torch.logsumexp(2 * logw, 0)) / len(logw))
+
+    # ------------------------------------------------------------------ loop, checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "field": self.field.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "a": self.a,
+            "level": self.level,
+            "history": self.history,
+            "reward_evals": self.reward.n_energy_evals,
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.field.load_state_dict(state["field"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.a = float(state["a"])
+        self.level = int(state["level"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.reward.n_energy_evals = int(state["reward_evals"])
+
+    def run(
+        self,
+        *,
+        checkpoint_path: Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        callback: Callable[[dict[str, float]], None] | None = None,
+    ) -> dict[str, list[float]]:
+        """Anneal until a = 1 (or ``max_levels``); returns the per-level history.
+
+        With ``checkpoint_path`` the trainer's full state is written atomically after every
+        level; ``resume=True`` continues from it, giving the same result as an uninterrupted
+        run with the same seed.
+        """
+        if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
+            self.load_state_dict(torch.load(checkpoint_path, map_location=self.device, weights_only=False))
+        bar = tqdm(total=1.0, desc=f"tilt ({self.config.method})", disable=not progress,
+                   bar_format="{l_bar}{bar}| a={n:.3f} [{elapsed}<{remaining}{postfix}]")
+        bar.update(self.a)
+        while self.a < 1.0 and self.level < self.config.max_levels:
+            row = self.step_level()
+            bar.update(row["h"])
+            bar.set_postfix(h=f"{row['h']:.3g}", ess_inc=f"{row['ess_incremental']:.2f}",
+                            r=f"{row['mean_reward']:.3g}")
+            if checkpoint_path is not None:
+                save_atomic(self.state_dict(), Path(checkpoint_path))
+            if callback is not None:
+                callback(row)
+        bar.close()
+        if self.a < 1.0:
+            warnings.warn(f"stopped at a = {self.a:.4f} after max_levels = {self.config.max_levels}; "
+                          "raise tilt.max_levels or lower tilt.target_ess", RuntimeWarning, stacklevel=2)
+        return self.history

@@ -1,0 +1,141 @@
+"""EGNN velocity: symmetries, zero mean, exact divergence against autograd, spec round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from molsample.errors import ConfigError, ShapeError
+from molsample.nets import EGNN, build_net, default_net_spec
+from molsample.nets.egnn import EGNNLayer
+from molsample.systems import load_system
+from molsample.testing import assert_equivariant
+
+
+def make_net(n: int, d: int, layers: int = 3, hidden: int = 16, seed: int = 0) -> EGNN:
+    torch.manual_seed(seed)
+    net = EGNN(n, d, hidden=hidden, n_layers=layers).double()
+    # the default coordinate head starts near zero; make it large so the checks are not vacuous
+    for layer in net.layers:
+        torch.nn.init.normal_(layer.coord_out.weight, std=0.5)
+    return net
+
+
+def autograd_divergence(net, t, x):
+    b, n, d = x.shape
+    jac = torch.autograd.functional.jacobian(lambda y: net(t, y), x)  # (b, n, d, b, n, d)
+    jac = jac.reshape(b, n * d, b, n * d)
+    return torch.stack([torch.diagonal(jac[k, :, k, :]).sum() for k in range(b)])
+
+
+@pytest.mark.parametrize("n, d", [(5, 3), (4, 2), (13, 3)])
+def test_equivariance(n, d, generator):
+    net = make_net(n, d)
+    x = torch.randn(3, n, d, generator=generator, dtype=torch.float64)
+    for t in (0.0, 0.37, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)):
+        assert_equivariant(lambda y, t=t: net(t, y), x)
+
+
+def test_output_has_zero_mean_and_shape(generator):
+    net = make_net(6, 3)
+    x = torch.randn(4, 6, 3, generator=generator, dtype=torch.float64) + 5.0
+    v = net(0.3, x)
+    assert v.shape == x.shape
+    assert v.mean(dim=1).abs().max() < 1e-12
+    assert v.abs().max() > 1e-3  # not trivially zero
+
+
+class _BrokenRotation(EGNNLayer):
+    """Adds c·|x_i − x̄|² along a fixed direction c: translation/permutation fine, rotations broken."""
+
+    def forward(self, x, h, cache=None):
+        x_new, h = super().forward(x, h, cache)
+        c = torch.zeros(x.shape[-1], dtype=x.dtype)
+        c[0] = 0.5
+        r2 = ((x - x.mean(1, keepdim=True)) ** 2).sum(-1, keepdim=True)
+        return x_new + r2 * c, h
+
+
+class _BrokenPermutation(EGNNLayer):
+    """Adds a displacement that depends on the particle index: permutations (and rotations) broken."""
+
+    def forward(self, x, h, cache=None):
+        x_new, h = super().forward(x, h, cache)
+        w = torch.arange(x.shape[1], dtype=x.dtype)[None, :, None]
+        return x_new + 0.1 * w * (x - x.mean(1, keepdim=True)), h
+
+
+@pytest.mark.parametrize("broken, symmetry, kwargs", [
+    (_BrokenRotation, "rotation", {}),
+    (_BrokenPermutation, "permutation", {"rotations": False, "reflections": False}),
+])
+def test_equivariance_check_catches_broken_layer(broken, symmetry, kwargs, generator):
+    net = make_net(5, 3)
+    old = net.layers[1]
+    bad = broken(net.hidden, update_h=old.update_h).double()
+    bad.load_state_dict(old.state_dict())
+    net.layers[1] = bad
+    x = torch.randn(3, 5, 3, generator=generator, dtype=torch.float64)
+    with pytest.raises(AssertionError, match=symmetry):
+        assert_equivariant(lambda y: net(0.4, y), x, **kwargs)
+
+
+@pytest.mark.parametrize("n, d, layers", [(5, 3, 1), (5, 3, 2), (4, 2, 3), (6, 3, 4), (13, 3, 4)])
+def test_exact_divergence_matches_autograd(n, d, layers, generator):
+    net = make_net(n, d, layers=layers)
+    x = torch.randn(3, n, d, generator=generator, dtype=torch.float64)
+    t = torch.tensor([0.2, 0.5, 0.8], dtype=torch.float64)
+    v, div = net.velocity_and_divergence(t, x)
+    assert torch.allclose(v, net(t, x), atol=1e-13)
+    assert torch.allclose(div, autograd_divergence(net, t, x), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("budget", [2000, 20000])
+def test_exact_divergence_chunked(budget, generator, monkeypatch):
+    """Batch chunks (budget 20000) and direction chunks (budget 2000) give the same divergence."""
+    net = make_net(6, 3, layers=3)
+    x = torch.randn(5, 6, 3, generator=generator, dtype=torch.float64)
+    v_ref, div_ref = net.velocity_and_divergence(0.6, x)
+    monkeypatch.setattr(net, "div_max_elements", budget)
+    v, div = net.velocity_and_divergence(0.6, x)
+    assert torch.allclose(v, v_ref, atol=1e-14) and torch.allclose(div, div_ref, atol=1e-11)
+
+
+def test_divergence_float32_close_to_float64(generator):
+    net = make_net(13, 3, layers=4, hidden=32)
+    x = torch.randn(4, 13, 3, generator=generator, dtype=torch.float64)
+    _, div64 = net.velocity_and_divergence(0.5, x)
+    _, div32 = net.float().velocity_and_divergence(0.5, x.float())
+    assert torch.allclose(div32.double(), div64, rtol=1e-4, atol=1e-4)
+
+
+def test_time_forms_agree(generator):
+    net = make_net(4, 3)
+    x = torch.randn(3, 4, 3, generator=generator, dtype=torch.float64)
+    a = net(0.25, x)
+    b = net(torch.tensor(0.25, dtype=torch.float64), x)
+    c = net(torch.full((3,), 0.25, dtype=torch.float64), x)
+    assert torch.equal(a, b) and torch.allclose(a, c)
+    assert not torch.allclose(net(0.75, x), a)  # time matters
+
+
+def test_spec_round_trip_and_defaults():
+    net = EGNN(13)
+    assert net.hidden == 64 and len(net.layers) == 4
+    rebuilt = build_net(net.spec)
+    rebuilt.load_state_dict(net.state_dict())
+    x = torch.randn(2, 13, 3)
+    assert torch.equal(rebuilt(0.5, x), net(0.5, x))
+    assert default_net_spec(load_system("lj13"))["name"] == "egnn"
+    assert default_net_spec(load_system("ring2d"))["name"] == "mlp"
+    big = EGNN(13, hidden=128, n_layers=5)
+    assert big.spec["hidden"] == 128 and len(big.layers) == 5
+
+
+def test_errors():
+    with pytest.raises(ConfigError, match="mlp"):
+        EGNN(1, 2)
+    with pytest.raises(ConfigError, match="unknown net"):
+        build_net({"name": "transformer"})
+    with pytest.raises(ShapeError, match=r"\(batch, 4, 3\)"):
+        EGNN(4)(0.5, torch.zeros(2, 5, 3))
