@@ -11,7 +11,8 @@ Measures, for each system:
 3. Peak memory of the likelihood pass (LJ-55, batch 256), measured as the growth of the peak
    resident set size of a fresh child process.
 
-Timings are CPU time of this process (``time.process_time``), best of ``--repeats``, with
+Timings are CPU time of this process (``time.process_time``), best of ``--repeats`` interleaved
+rounds, with
 ``--threads`` torch threads (default 1), so that they stay comparable on a shared machine;
 wall-clock times are reported too. Prints ratios; ``--json FILE`` writes all numbers.
 
@@ -100,7 +101,7 @@ class NaiveEGNN(nn.Module):
         """Load molsample's weights (message layer = identity), so both compute the same function."""
         H = net.hidden
         self.time_embed.load_state_dict(net.time_embed.state_dict())
-        for mine, ref in zip(net.layers, self.layers):
+        for mine, ref in zip(net.layers, self.layers, strict=True):
             ref.edge_mlp[0].weight.copy_(torch.cat([mine.edge_a.weight, mine.edge_b.weight, mine.edge_d[:, None]], 1))
             ref.edge_mlp[0].bias.copy_(mine.edge_a.bias)
             ref.edge_mlp[2].weight.copy_(torch.eye(H))
@@ -116,16 +117,23 @@ class NaiveEGNN(nn.Module):
 
 # --------------------------------------------------------------------------- timing helpers
 
-def best_time(fn, repeats: int) -> dict:
-    """Best CPU and wall time of ``fn()`` over ``repeats`` runs (after one warm-up)."""
-    fn()
-    cpu, wall = math.inf, math.inf
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
+def best_times(fns: list, repeats: int) -> list[dict]:
+    """Best CPU and wall time of each ``fn()`` over ``repeats`` rounds (after one warm-up).
+
+    The functions run interleaved (a, b, a, b, ...) so that a change in the machine's load
+    affects all of them alike.
+    """
+    for fn in fns:
         fn()
-        cpu = min(cpu, time.process_time() - c0)
-        wall = min(wall, time.perf_counter() - w0)
-    return {"cpu_s": cpu, "wall_s": wall}
+    cpu = [math.inf] * len(fns)
+    wall = [math.inf] * len(fns)
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            c0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            cpu[k] = min(cpu[k], time.process_time() - c0)
+            wall[k] = min(wall[k], time.perf_counter() - w0)
+    return [{"cpu_s": c, "wall_s": w} for c, w in zip(cpu, wall, strict=True)]
 
 
 def fwd_bwd(net: nn.Module, t: torch.Tensor, x: torch.Tensor):
@@ -148,13 +156,13 @@ def bench_system(n: int, batch: int, method: str, steps: int, repeats: int, hidd
     with torch.no_grad():
         max_diff = float((net(t, x) - naive(t, x)).abs().max())
 
-    ours = best_time(fwd_bwd(net, t, x), repeats)
-    ref = best_time(fwd_bwd(naive, t, x), repeats)
+    ours, ref = best_times([fwd_bwd(net, t, x), fwd_bwd(naive, t, x)], repeats)
 
     x0 = base.sample(batch, generator=torch.Generator().manual_seed(3))
     logp0 = base.log_prob(x0)
-    plain = best_time(lambda: integrate(net, x0, method=method, steps=steps), repeats)
-    lik = best_time(lambda: integrate(net, x0, logp0=logp0, method=method, steps=steps, with_logq=True), repeats)
+    plain, lik = best_times([lambda: integrate(net, x0, method=method, steps=steps),
+                             lambda: integrate(net, x0, logp0=logp0, method=method, steps=steps, with_logq=True)],
+                            repeats)
     res = integrate(net, x0, logp0=logp0, method=method, steps=steps, with_logq=True)
     return {
         "n_particles": n, "batch": batch, "hidden": hidden, "layers": layers,
@@ -172,9 +180,24 @@ def bench_system(n: int, batch: int, method: str, steps: int, repeats: int, hidd
 
 # --------------------------------------------------------------------------- peak memory (child process)
 
-def _rss_peak_mib() -> float:
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kib / 1024.0
+def _status_mib(key: str) -> float | None:
+    """VmRSS / VmHWM of this process from /proc (Linux), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def memory_child(n: int, batch: int, method: str, steps: int, hidden: int, layers: int, plain: bool) -> None:
@@ -184,11 +207,15 @@ def memory_child(n: int, batch: int, method: str, steps: int, hidden: int, layer
     x0 = base.sample(batch, generator=torch.Generator().manual_seed(3))
     logp0 = base.log_prob(x0)
     integrate(net, x0[:2], logp0=logp0[:2], method=method, steps=1, with_logq=not plain)  # load lazy modules
-    before = _rss_peak_mib()
+    rss0 = _status_mib("VmRSS")
+    exact = _reset_peak() and rss0 is not None
+    if not exact:  # fall back to the lifetime peak
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     c0 = time.process_time()
     integrate(net, x0, logp0=logp0, method=method, steps=steps, with_logq=not plain)
-    print(json.dumps({"peak_rss_growth_mib": _rss_peak_mib() - before, "rss_peak_mib": _rss_peak_mib(),
-                      "cpu_s": time.process_time() - c0}))
+    peak = _status_mib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"peak_rss_growth_mib": peak - rss0, "rss_before_mib": rss0, "rss_peak_mib": peak,
+                      "peak_reset": exact, "cpu_s": time.process_time() - c0}))
 
 
 def measure_memory(n: int, batch: int, method: str, steps: int, hidden: int, layers: int, threads: int,

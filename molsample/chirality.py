@@ -86,7 +86,9 @@ class ChiralCenter:
             raise ConfigError(f"reference_sign must be +1 or -1, got {self.reference_sign!r}")
         idx = (self.center, *self.neighbors)
         if len(set(idx)) != 4 or min(idx) < 0:
-            raise ConfigError(f"chiral centre {self.name or idx}: indices must be 4 distinct non-negative ints, got {idx}")
+            raise ConfigError(
+                f"chiral centre {self.name or idx}: indices must be 4 distinct non-negative ints, got {idx}"
+            )
 
     @property
     def indices(self) -> tuple[int, int, int, int]:
@@ -336,7 +338,8 @@ def _find_atom(topology: Any, name: str, residue: str | None, resid: int | None,
             if a.name == name and (residue is None or a.residue.name == residue)
             and (resid is None or a.residue.resSeq == resid)]
     if len(hits) != 1:
-        what = f"atom {name!r}" + (f" in residue {residue!r}" if residue else "") + (f" {resid}" if resid is not None else "")
+        what = f"atom {name!r}" + (f" in residue {residue!r}" if residue else "")
+        what += f" {resid}" if resid is not None else ""
         fix = "add resid = <residue number> to the entry" if hits else "check the atom and residue names"
         raise ConfigError(f"{where}: {what} matches {len(hits)} atoms of the topology; {fix}")
     return hits[0]
@@ -347,7 +350,8 @@ def chiral_centers_from_card(card: dict, topology: Any = None) -> list[ChiralCen
 
     Each entry is a table::
 
-        chiral_centers = [{ residue = "ALA", atoms = ["N", "CA", "C", "CB"], indices = [6, 8, 14, 10], handedness = "L" }]
+        chiral_centers = [{ residue = "ALA", atoms = ["N", "CA", "C", "CB"], indices = [6, 8, 14, 10],
+                            handedness = "L" }]
 
     ``atoms`` (names, resolved in ``topology`` within ``residue`` and optionally ``resid``) and/or
     ``indices`` (0-based) list four atoms (a, c, b, d) with the centre **second**, as in an improper
@@ -360,7 +364,9 @@ def chiral_centers_from_card(card: dict, topology: Any = None) -> list[ChiralCen
         return []
     where = f"card {card.get('name', '')!r} chiral_centers"
     if not isinstance(entries, list):
-        raise ConfigError(f"{where} must be a list of tables like {{ atoms = [\"N\", \"CA\", \"C\", \"CB\"], handedness = \"L\" }}")
+        raise ConfigError(
+            f"{where} must be a list of tables like {{ atoms = [\"N\", \"CA\", \"C\", \"CB\"], handedness = \"L\" }}"
+        )
     out: list[ChiralCenter] = []
     for k, e in enumerate(entries):
         w = f"{where}[{k}]"
@@ -369,7 +375,9 @@ def chiral_centers_from_card(card: dict, topology: Any = None) -> list[ChiralCen
         names, indices = e.get("atoms"), e.get("indices")
         residue, resid = e.get("residue"), e.get("resid")
         if names is not None and (not isinstance(names, list) or len(names) != 4):
-            raise ConfigError(f"{w}.atoms must list 4 atom names (neighbour, centre, neighbour, neighbour), got {names!r}")
+            raise ConfigError(
+                f"{w}.atoms must list 4 atom names (neighbour, centre, neighbour, neighbour), got {names!r}"
+            )
         if indices is not None and (not isinstance(indices, list) or len(indices) != 4
                                     or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices)):
             raise ConfigError(f"{w}.indices must list 4 integer atom indices (centre second), got {indices!r}")
@@ -378,8 +386,8 @@ def chiral_centers_from_card(card: dict, topology: Any = None) -> list[ChiralCen
         if names is not None and topology is not None:
             resolved = [_find_atom(topology, str(nm), residue, resid, w) for nm in names]
             if indices is not None and list(indices) != resolved:
-                raise ConfigError(f"{w}: atoms {names} are indices {resolved} in the topology, but indices = {indices}; "
-                                  f"fix one of them")
+                raise ConfigError(f"{w}: atoms {names} are indices {resolved} in the topology, but "
+                                  f"indices = {indices}; fix one of them")
             indices = resolved
         if indices is None:
             raise ConfigError(f"{w}: atom names need a topology to resolve them; give indices = [4 ints] as well")

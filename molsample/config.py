@@ -139,6 +139,9 @@ class RunConfig:
             [reward] table, else temperature).
         temperature_factor: kT0 = factor·kT for the temperature mode.
         beta: reward scale for the reward mode (None: the card's).
+        energy_cap: soft cap E_c of the energy the reward sees (molsample.rewards): a number in
+            the energy unit, "none", or "auto" (temperature mode: the highest energy of the a = 0
+            training data; other modes: none).
         seed, device, dtype: reproducibility and placement.
         data: samples of the a = 0 distribution for pretraining.
         reference: ground-truth samples at the target kT stored beside the flow samples (set
@@ -150,6 +153,7 @@ class RunConfig:
     mode: str | None = None
     temperature_factor: float = 2.0
     beta: float | None = None
+    energy_cap: float | str = "auto"
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -172,6 +176,8 @@ class RunConfig:
             raise ConfigError(f"mode = {self.mode!r}; use temperature, prior or reward")
         if self.temperature_factor <= 1.0:
             raise ConfigError(f"temperature_factor = {self.temperature_factor} must be > 1 (kT0 = factor·kT > kT)")
+        if isinstance(self.energy_cap, str) and self.energy_cap not in ("auto", "none"):
+            raise ConfigError(f"energy_cap = {self.energy_cap!r}; use a number, \"auto\" or \"none\"")
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"dtype = {self.dtype!r}; use float32 or float64")
         if self.final.divergence not in ("exact", "hutchinson"):

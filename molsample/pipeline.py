@@ -27,16 +27,17 @@ from torch import nn
 
 from molsample.config import RunConfig
 from molsample.distributions import base_distribution
-from molsample.errors import MissingFileError, PlatformError
+from molsample.errors import PlatformError
 from molsample.io.atomic import write_text_atomic
 from molsample.io.toml_writer import dumps_toml
-from molsample.nets import build_net, default_net_spec
+from molsample.io.atomic import save_torch_atomic
+from molsample.nets import build_net, default_net_spec, load_model, save_model
 from molsample.rewards import TiltReward, make_reward
 from molsample.sampling.ode import sample as ode_sample
-from molsample.sampling.weights import WeightSummary, log_weights, summarize
+from molsample.sampling.weights import WeightSummary, log_weights, resample, summarize
 from molsample.systems import System, load_system
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
-from molsample.training.tilt import TiltMatching, save_atomic
+from molsample.training.tilt import TiltMatching
 
 Echo = Callable[[str], None]
 
@@ -46,9 +47,13 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise PlatformError(f"--device {name} requested but CUDA is not available on this machine; use --device cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise PlatformError(f"unknown device {name!r}; use cpu or cuda") from exc
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise PlatformError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                            "use cuda:0 or cpu")
+    return device
 
 
 def resolve_mode(cfg: RunConfig, system: System) -> str:
@@ -60,25 +65,6 @@ def resolve_mode(cfg: RunConfig, system: System) -> str:
 
 def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- models on disk
-
-
-def save_model(path: Path, field: nn.Module, **meta: object) -> None:
-    """Write a velocity field (its ``spec`` and weights) and metadata atomically."""
-    save_atomic({"spec": field.spec, "state_dict": field.state_dict(), **meta}, Path(path))
-
-
-def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a field saved by :func:`save_model` (or ``molsample pretrain``); returns (field, metadata)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"model file {path} does not exist; run `molsample tilt` or `molsample pretrain` first")
-    blob = torch.load(path, map_location=device, weights_only=False)
-    field = build_net(blob["spec"])
-    field.load_state_dict(blob["state_dict"])
-    return field.to(device).eval(), blob
 
 
 # --------------------------------------------------------------------------- stages
@@ -107,7 +93,7 @@ def base_data(cfg: RunConfig, system: System, mode: str, base, run_dir: Path, *,
         ref = reference_samples(system, cfg.data, kT0, seed=cfg.seed, progress=progress)
         x = torch.as_tensor(ref.samples, dtype=torch.float64)
         info = f"{ref.method} at kT0 = {kT0:g} {system.energy_unit}"
-    save_atomic({"key": key, "x": x}, cache)
+    save_torch_atomic({"key": key, "x": x}, cache)
     echo(f"base data: {len(x)} samples ({info})")
     return x
 
@@ -119,6 +105,21 @@ def reference_samples(system: System, dcfg, kT: float, *, seed: int, progress: b
     settings = {k: v for k, v in (("n_steps", dcfg.steps), ("burn_in", dcfg.burn_in)) if v}
     return load_or_generate_reference(system, dcfg.n, kT=kT, method=dcfg.method, seed=seed,
                                       progress=progress, **settings)
+
+
+def target_reference(cfg: RunConfig, system: System, reward: TiltReward, *,
+                     progress: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Ground-truth samples of the a = 1 target for the report: reference samples at kT, and in
+    reward mode those samples resampled (systematically) with weights e^{β f(x)}."""
+    ref = reference_samples(system, cfg.reference, system.kT, seed=cfg.seed + 3, progress=progress)
+    x, e = torch.as_tensor(ref.samples), torch.as_tensor(ref.energies)
+    info = f"{ref.method} samples at kT = {system.kT:g} {system.energy_unit}"
+    if reward.mode == "reward":
+        logw = reward.beta * reward.fn(x)
+        idx = resample(logw, len(x), generator=torch.Generator().manual_seed(cfg.seed + 4))
+        x, e = x[idx], e[idx]
+        info += f", resampled with weights exp(β·reward), β = {reward.beta:g}"
+    return x, e, info
 
 
 def pretrain(cfg: RunConfig, system: System, data: torch.Tensor, base, run_dir: Path, device: torch.device,
@@ -144,12 +145,30 @@ def pretrain(cfg: RunConfig, system: System, data: torch.Tensor, base, run_dir: 
     return field
 
 
+def energy_cap(cfg: RunConfig, system: System, mode: str, data: torch.Tensor) -> float | None:
+    """The soft energy cap of the reward: the configured number, or for ``"auto"`` in the
+    temperature mode the highest energy of the a = 0 training data (None otherwise)."""
+    if isinstance(cfg.energy_cap, (int, float)):
+        return float(cfg.energy_cap)
+    if cfg.energy_cap == "none" or mode != "temperature":
+        return None
+    with torch.no_grad():
+        e = system.energy.energy(data.to(torch.float64))
+    e = e[torch.isfinite(e)]
+    return float(e.max()) if len(e) else None
+
+
 def net_spec(cfg: RunConfig, system: System) -> dict:
     """The network spec from the config (``net.name`` None picks the system's default)."""
     spec = default_net_spec(system)
     if cfg.net.name is not None and cfg.net.name != spec["name"]:
         spec = {"name": cfg.net.name, "n_particles": system.n_particles, "dim": system.dim}
     spec.update(hidden=cfg.net.hidden, n_layers=cfg.net.n_layers)
+    if spec["name"] == "e3nn" and system.topology is not None:
+        from molsample.nets.e3nn_net import atom_types_from_topology
+
+        # every atom its own type: the flow must not treat the atoms of a molecule as interchangeable
+        spec["atom_types"] = atom_types_from_topology(system.topology, by="index")
     return spec
 
 
@@ -192,8 +211,7 @@ def draw_weighted_samples(
         logqs.append(res.logq.detach())
         es.append(reward.energy(res.x1).detach())
     x, logq, e = torch.cat(xs), torch.cat(logqs).double(), torch.cat(es).double()
-    log_target = reward.log_target_from_energy(x.double(), e, 1.0)
-    logw = log_weights(-log_target, logq)
+    logw = log_weights(-reward.log_final_target(x.double(), e), logq)
     return WeightedSamples(x=x, logq=logq, energy=e, logw=logw, summary=summarize(logw))
 
 
@@ -247,8 +265,11 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
     data = base_data(cfg, system, mode, base, run_dir, progress=progress, echo=echo)
     field = pretrain(cfg, system, data, base, run_dir, device, dtype, progress=progress, echo=echo)
 
+    cap = energy_cap(cfg, system, mode, data)
+    if cap is not None:
+        echo(f"reward: soft energy cap at {cap:.4g} {system.energy_unit}")
     reward = make_reward(system, mode, kT0=cfg.temperature_factor * system.kT, beta=cfg.beta,
-                         base_log_prob=base.log_prob)
+                         base_log_prob=base.log_prob, energy_cap=cap)
     trainer = TiltMatching(field, base, reward, cfg.tilt, seed=cfg.seed, device=device)
     history = trainer.run(checkpoint_path=run_dir / "checkpoints" / "tilt.pt", resume=resume, progress=progress)
     save_model(run_dir / "model.pt", field, system=system.name, a=trainer.a, mode=mode, config=cfg.to_dict())
@@ -273,11 +294,10 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
         if fin.mcmc_steps > 0:
             mcmc_correct(rf, system, ws.x, fin.mcmc_steps, seed=cfg.seed, progress=progress, echo=echo)
         if cfg.reference.n > 0:
-            ref = reference_samples(system, cfg.reference, system.kT, seed=cfg.seed + 3, progress=progress)
-            rf.write_samples(ref.samples, energy=ref.energies, energy_unit=system.energy_unit,
-                             length_unit=system.length_unit, topology=system.topology, kT=system.kT,
-                             name="reference")
-            echo(f"reference: {ref.n} {ref.method} samples at kT = {system.kT:g} {system.energy_unit}")
+            x_ref, e_ref, info = target_reference(cfg, system, reward, progress=progress)
+            rf.write_samples(x_ref, energy=e_ref, energy_unit=system.energy_unit, length_unit=system.length_unit,
+                             topology=system.topology, kT=system.kT, name="reference")
+            echo(f"reference: {len(x_ref)} {info}")
     if cfg.report:
         from molsample.reporting.report import make_report
 

@@ -11,6 +11,14 @@ Three modes (design.md §5):
 
 Every reward reports non-finite values as they are (the trainer drops them) and counts the
 energy evaluations it spends.
+
+Energy regularization: flows early in training produce configurations with overlapping atoms
+whose energies (10⁷ kT for LJ) would dominate any reward. With ``energy_cap`` E_c set, the
+reward sees E_reg = E for E ≤ E_c and E_c + kT·log(1 + (E − E_c)/kT) above — unchanged where
+the Boltzmann distribution has its mass, compressed where it has none. The final importance
+weights always use the true energy (:meth:`TiltReward.log_final_target`), so the cap changes
+what the tilt aims at only in regions of negligible probability and never biases the weighted
+estimates.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class TiltReward:
         beta: reward scale (``reward`` mode).
         fn: the raw reward function ``(batch, n, d) -> (batch,)`` (``reward`` mode).
         base_log_prob: log ρ0 of the base Gaussian (``prior`` mode).
+        energy_cap: E_c of the soft energy cap seen by the reward (``None``: no cap).
     """
 
     mode: str
@@ -46,6 +55,7 @@ class TiltReward:
     beta: float = 1.0
     fn: Callable[[torch.Tensor], torch.Tensor] | None = None
     base_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
+    energy_cap: float | None = None
     n_energy_evals: int = 0
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,9 +68,18 @@ class TiltReward:
         e = self.energy(x)
         return self.from_energy(x, e), e
 
+    def regularized_energy(self, e: torch.Tensor) -> torch.Tensor:
+        """E_reg: the energy with the soft cap above :attr:`energy_cap` (identity without a cap)."""
+        if self.energy_cap is None:
+            return e
+        kT, cap = self.system.kT, self.energy_cap
+        excess = (e - cap).clamp_min(0.0)
+        return torch.where(e > cap, cap + kT * torch.log1p(excess / kT), e)
+
     def from_energy(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """r(x) given already evaluated energies ``e``."""
         kT = self.system.kT
+        e = self.regularized_energy(e)
         if self.mode == "temperature":
             return -(1.0 / kT - 1.0 / self.kT0) * e
         if self.mode == "prior":
@@ -72,6 +91,7 @@ class TiltReward:
 
     def log_ref_from_energy(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Unnormalized log-density of the a = 0 distribution this reward tilts."""
+        e = self.regularized_energy(e)
         if self.mode == "temperature":
             return -e / self.kT0
         if self.mode == "prior":
@@ -82,8 +102,13 @@ class TiltReward:
         """Unnormalized log-density of level ``a``: log ρ_ref(x) + a·r(x), ``(batch,)``."""
         return self.log_ref_from_energy(x, e) + a * self.from_energy(x, e)
 
-    def log_target(self, x: torch.Tensor, a: float = 1.0) -> torch.Tensor:
-        return self.log_target_from_energy(x, self.energy(x), a)
+    def log_final_target(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Unnormalized log-density of the true target with the true energy ``e``, ``(batch,)``:
+        −E/kT, times e^{β f(x)} in reward mode. Final importance weights use this."""
+        log_pi = -e / self.system.kT
+        if self.mode == "reward":
+            log_pi = log_pi + self.beta * self.fn(x)
+        return log_pi
 
 
 def reward_function_from_card(system: System) -> tuple[Callable[[torch.Tensor], torch.Tensor], float]:
@@ -117,6 +142,7 @@ def make_reward(
     beta: float | None = None,
     base_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None,
     fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    energy_cap: float | None = None,
 ) -> TiltReward:
     """Build the reward of ``mode`` for ``system``.
 
@@ -125,6 +151,7 @@ def make_reward(
         beta: reward scale (``reward`` mode; default the card's [reward].beta).
         base_log_prob: log-density of the base distribution (``prior`` mode).
         fn: a reward function overriding the card's (``reward`` mode).
+        energy_cap: E_c of the soft energy cap of the reward (see the module docstring).
     """
     if mode not in MODES:
         raise ConfigError(f"unknown reward mode {mode!r}; use one of {', '.join(MODES)}")
@@ -134,10 +161,11 @@ def make_reward(
                 f"temperature mode needs kT0 > kT = {system.kT:g} {system.energy_unit}, got {kT0}; "
                 "raise temperature_factor (kT0 = factor·kT) above 1"
             )
-        return TiltReward("temperature", system, kT0=float(kT0))
+        return TiltReward("temperature", system, kT0=float(kT0), energy_cap=energy_cap)
     if mode == "prior":
         if base_log_prob is None:
             raise ConfigError("prior mode needs the base distribution's log_prob")
-        return TiltReward("prior", system, base_log_prob=base_log_prob)
+        return TiltReward("prior", system, base_log_prob=base_log_prob, energy_cap=energy_cap)
     card_fn, card_beta = (fn, 1.0) if fn is not None else reward_function_from_card(system)
-    return TiltReward("reward", system, beta=float(beta if beta is not None else card_beta), fn=card_fn)
+    return TiltReward("reward", system, beta=float(beta if beta is not None else card_beta), fn=card_fn,
+                      energy_cap=energy_cap)

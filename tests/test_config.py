@@ -22,7 +22,7 @@ def test_order_preset_file_cli(tmp_path):
     f.write_text("seed = 7\n[tilt]\nmethod = \"etm\"\nsteps_per_level = 3\n")
     cfg = resolve_config("lj13", preset="smoke", config_file=f, overrides={"tilt": {"method": "wfm", "h": None}})
     assert (cfg.seed, cfg.tilt.method, cfg.tilt.steps_per_level) == (7, "wfm", 3)
-    assert cfg.tilt.h is None
+    assert cfg.tilt.h == 0.125  # the preset's value: a None on the command line means "not given"
 
 
 @pytest.mark.parametrize(

@@ -169,13 +169,45 @@ def test_senders_lists_the_other_particles() -> None:
     torch.testing.assert_close(got, want)
 
 
-def test_exact_divergence_via_ode_module(x: torch.Tensor) -> None:
+def _jacobian_trace(net: E3NNVelocity, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    jac = torch.func.vmap(torch.func.jacrev(lambda y, s: net(s, y[None])[0]))(x, t)
+    d = x.shape[1] * x.shape[2]
+    return jac.reshape(x.shape[0], d, d).diagonal(dim1=1, dim2=2).sum(-1)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"n_layers": 1, "chiral": False},
+    {"n_layers": 2, "lmax_hidden": 2, "atom_types": [0, 1, 2, 0, 1, 2, 0, 1]},
+    {"chiral": False, "hidden": 8},
+])
+def test_velocity_and_divergence_is_the_jacobian_trace(x: torch.Tensor, kwargs: dict) -> None:
+    net = _net(**kwargs)
+    t = torch.tensor([0.1, 0.5, 0.8, 0.3], dtype=torch.float64)
+    v, div = net.velocity_and_divergence(t, x)
+    torch.testing.assert_close(v, net(t, x), atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(div, _jacobian_trace(net, t, x), atol=1e-10, rtol=1e-10)
+    assert div.abs().max() > 1e-2
+
+
+def test_divergence_in_sample_chunks_and_float32(x: torch.Tensor) -> None:
+    net = _net()
+    _, div = net.velocity_and_divergence(0.4, x)
+    net.div_max_elements = 1  # one sample at a time
+    _, div_chunked = net.velocity_and_divergence(0.4, x)
+    torch.testing.assert_close(div_chunked, div, atol=1e-12, rtol=1e-12)
+    v32, div32 = net.float().velocity_and_divergence(0.4, x.float())
+    assert v32.dtype == div32.dtype == torch.float32
+    torch.testing.assert_close(div32.double(), div, atol=1e-3, rtol=1e-4)
+
+
+def test_ode_uses_the_exact_divergence(x: torch.Tensor) -> None:
     ode = pytest.importorskip("molsample.sampling.ode")
     net = _net()
-    v, div = ode.field_divergence(net, torch.tensor(0.4, dtype=torch.float64), x)
-    jac = torch.func.vmap(torch.func.jacrev(lambda y: net(0.4, y[None])[0]))(x).reshape(4, 3 * N, 3 * N)
-    torch.testing.assert_close(div, jac.diagonal(dim1=1, dim2=2).sum(-1))
-    torch.testing.assert_close(v, net(0.4, x))
+    t = torch.tensor(0.4, dtype=torch.float64)
+    v, div = ode.field_divergence(net, t, x)
+    torch.testing.assert_close(div, _jacobian_trace(net, t.expand(4), x), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(v, net(t, x))
 
 
 def test_gradients_reach_every_parameter(x: torch.Tensor) -> None:
@@ -198,6 +230,7 @@ def test_aldp_size_forward_backward() -> None:
     ({"n_particles": 5, "dim": 2}, ConfigError, "3-D"),
     ({"n_particles": 1}, ConfigError, "n_particles"),
     ({"n_particles": 5, "hidden": 0}, ConfigError, "hidden"),
+    ({"n_particles": 5, "n_layers": 1}, ConfigError, "n_layers >= 2"),
     ({"n_particles": 5, "r_min": 2.0, "r_max": 1.0}, ConfigError, "r_min"),
     ({"n_particles": 3, "atom_types": [0, 1]}, ConfigError, "atom_types"),
     ({"n_particles": 3, "atom_types": [0, -1, 1]}, ConfigError, "atom_types"),

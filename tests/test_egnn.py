@@ -11,6 +11,9 @@ from molsample.nets.egnn import EGNNLayer
 from molsample.systems import load_system
 from molsample.testing import assert_equivariant
 
+# torch emits this from its own forward-mode AD decompositions on first use
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 
 def make_net(n: int, d: int, layers: int = 3, hidden: int = 16, seed: int = 0) -> EGNN:
     torch.manual_seed(seed)
@@ -139,3 +142,67 @@ def test_errors():
         build_net({"name": "transformer"})
     with pytest.raises(ShapeError, match=r"\(batch, 4, 3\)"):
         EGNN(4)(0.5, torch.zeros(2, 5, 3))
+
+
+def test_edge_block_derivatives_match_finite_differences():
+    """The hand-written backward and forward-mode rules of the edge block (float64 gradcheck)."""
+    from molsample.nets.egnn import _EdgeBlock
+
+    g = torch.Generator().manual_seed(0)
+    b, n, h = 2, 4, 5
+    shapes = [(b, n, h), (b, n, h), (b, n, n), (h,), (h, h), (h,), (h,), (1,)]
+    args = [torch.randn(s, generator=g, dtype=torch.float64).requires_grad_(True) for s in shapes]
+    args[2] = (args[2].detach().abs() * 3).requires_grad_(True)  # squared distances
+
+    def f(*a):
+        return _EdgeBlock.apply(*a)[:2]
+
+    assert torch.autograd.gradcheck(f, args, check_forward_ad=True, check_batched_grad=True,
+                                    check_batched_forward_grad=True)
+
+
+def test_network_gradients_and_jvp(generator):
+    net = make_net(4, 3, layers=3, hidden=6)
+    x = torch.randn(2, 4, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda y: net(t, y), (x,))
+    w = net.layers[1].coord_in.weight
+    assert torch.autograd.gradcheck(lambda wc: torch.func.functional_call(
+        net, {"layers.1.coord_in.weight": wc}, (t, x.detach())), (w.detach().clone().requires_grad_(True),))
+    # forward mode through the network, with and without grad mode
+    tangent = torch.randn(2, 4, 3, generator=generator, dtype=torch.float64)
+    _, jv = torch.func.jvp(lambda y: net(t, y), (x.detach(),), (tangent,))
+    with torch.no_grad():
+        _, jv0 = torch.func.jvp(lambda y: net(t, y), (x.detach(),), (tangent,))
+    jac = torch.autograd.functional.jacobian(lambda y: net(t, y), x.detach()).reshape(24, 24)
+    assert torch.allclose(jv.reshape(-1), jac @ tangent.reshape(-1)) and torch.allclose(jv, jv0)
+    # second derivatives are not supported and say so
+    v = net(t, x)
+    (grad,) = torch.autograd.grad((v**2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()
+
+
+@pytest.mark.parametrize("with_dh, update_h", [(False, True), (True, True), (True, False)])
+def test_layer_tangent_matches_jvp(with_dh, update_h, generator):
+    """EGNNLayer.tangent pushes arbitrary tangents like torch.func.jvp of the layer (node-major layout)."""
+    torch.manual_seed(2)
+    layer = EGNNLayer(6, update_h=update_h).double()
+    torch.nn.init.normal_(layer.coord_out.weight, std=0.5)
+    b, n, d, T = 2, 5, 3, 4
+    x = torch.randn(b, n, d, generator=generator, dtype=torch.float64)
+    h = torch.randn(b, n, 6, generator=generator, dtype=torch.float64)
+    dx = torch.randn(b, n, T, d, generator=generator, dtype=torch.float64)
+    dh = torch.randn(b, n, T, 6, generator=generator, dtype=torch.float64) if with_dh else None
+    cache: dict = {}
+    with torch.no_grad():
+        layer(x, h, cache)
+        dx_new, dh_new = layer.tangent(cache, dx, dh)
+    for k in range(T):
+        tangents = (dx[:, :, k], dh[:, :, k] if with_dh else torch.zeros_like(h))
+        _, (jx, jh) = torch.func.jvp(lambda xx, hh: layer(xx, hh), (x, h), tangents)
+        assert torch.allclose(dx_new[:, :, k], jx, atol=1e-12)
+        if update_h:
+            assert torch.allclose(dh_new[:, :, k], jh, atol=1e-12)
+        else:
+            assert dh_new is None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import h5py
 import numpy as np
 import pytest
@@ -97,7 +95,7 @@ def test_resume_equals_uninterrupted(tmp_path, ema):
         _small_run(tmp_path / "b", 60, callback=stop, ema_decay=ema)
     assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=False)["step"] == 40
     resumed, hist = _small_run(tmp_path / "b", 60, ema_decay=ema)
-    for p, q in zip(ref.parameters(), resumed.parameters()):
+    for p, q in zip(ref.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(p, q)
     assert hist == ref_hist and hist["step"] == list(range(1, 61))
 

@@ -12,6 +12,9 @@ from molsample.errors import ConfigError
 from molsample.nets import EGNN, MLPVelocity
 from molsample.sampling.ode import SOLVERS, ODEResult, field_divergence, integrate, log_likelihood, sample
 
+# torch emits this from its own forward-mode AD decompositions on first use
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 
 class LinearField(torch.nn.Module):
     """b(t, x) = A x on the flattened coordinates; the flow is x(t) = expm(tA) x(0), ∇·b = tr A."""

@@ -71,7 +71,7 @@ def test_systematic_resampling():
     assert idx.shape == (1000,) and idx.dtype == torch.int64
     counts = torch.bincount(idx, minlength=5)
     # systematic resampling: each count is floor or ceil of n·w_i; zero weights are never drawn
-    for c, w in zip(counts.tolist(), [0.5, 0.0, 0.3, 0.2, 0.0]):
+    for c, w in zip(counts.tolist(), [0.5, 0.0, 0.3, 0.2, 0.0], strict=True):
         assert math.floor(1000 * w) <= c <= math.ceil(1000 * w)
     again = resample(lw, 1000, generator=torch.Generator().manual_seed(0))
     assert torch.equal(idx, again)

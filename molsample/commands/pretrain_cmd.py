@@ -76,7 +76,8 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
 @click.option("--layers", type=int, default=None, help="Number of layers (default: 4 egnn, 3 mlp).")
 @click.option("--path", "path_name", type=click.Choice(["linear", "trig"]), default="linear", show_default=True,
               help="Interpolant between base (t=0) and data (t=1).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights and the training draws.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial weights and the training draws.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--ema", type=float, default=None, is_flag=False, flag_value=0.999,
               help="Keep an exponential moving average of the weights (decay, 0.999 when given without a value).")

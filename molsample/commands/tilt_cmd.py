@@ -16,6 +16,8 @@ from molsample.systems import load_system
               help="Tilt loss: implicit (default), explicit, weighted flow matching, RAM.")
 @click.option("--mode", type=click.Choice(["temperature", "prior", "reward"]), default=None,
               help="Reward mode (default: reward for cards with [reward], else temperature).")
+@click.option("--net", "net", type=click.Choice(["egnn", "e3nn", "mlp", "affine"]), default=None,
+              help="Velocity network (default: egnn for particles, mlp for 2-D toys; e3nn tells enantiomers apart).")
 @click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True, help="Budget preset.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A TOML run config (overrides the preset).")
@@ -31,7 +33,7 @@ from molsample.systems import load_system
 @click.option("--device", default=None, help="cpu or cuda.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def tilt(system_name, method, mode, preset, config_file, out, h, target_ess, n_samples, temperature_factor, beta,
+def tilt(system_name, method, mode, net, preset, config_file, out, h, target_ess, n_samples, temperature_factor, beta,
          mcmc_steps, seed, device, resume, quiet) -> None:
     """Pretrain a flow on the a = 0 distribution and tilt it to the target with Tilt Matching.
 
@@ -42,7 +44,7 @@ def tilt(system_name, method, mode, preset, config_file, out, h, target_ess, n_s
 
     system = load_system(system_name)
     overrides = {
-        "mode": mode, "temperature_factor": temperature_factor, "beta": beta, "seed": seed, "device": device,
+        "mode": mode, "net": {"name": net}, "temperature_factor": temperature_factor, "beta": beta, "seed": seed, "device": device,
         "tilt": {"method": method, "h": h, "target_ess": target_ess},
         "final": {"n_samples": n_samples, "mcmc_steps": mcmc_steps},
     }

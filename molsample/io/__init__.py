@@ -1,6 +1,5 @@
-"""Run files (HDF5, MDTraj-compatible) and trajectory export."""
+"""Run files (HDF5, MDTraj-compatible), trajectory export and atomic file writes.
 
-from molsample.io.export import ExportResult, export_run, systematic_resample
-from molsample.io.hdf5 import SCHEMA_VERSION, RunFile, open_run
-
-__all__ = ["SCHEMA_VERSION", "RunFile", "open_run", "ExportResult", "export_run", "systematic_resample"]
+Import from the submodules: ``molsample.io.hdf5`` (RunFile, open_run), ``molsample.io.export``
+(export_run), ``molsample.io.atomic``. Importing this package loads none of them.
+"""

@@ -34,6 +34,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.replace(tmp, path)
 
 
+def save_torch_atomic(obj: object, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints, models)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from molsample.errors import ConfigError, EnergyError
 from molsample.io.atomic import atomic_path
 from molsample.io.hdf5 import RunFile, open_run
+from molsample.sampling.weights import resample
 
 #: Export formats and their file extensions.
 FORMATS = {"pdb": ".pdb", "dcd": ".dcd", "xtc": ".xtc", "h5": ".h5", "npy": ".npy"}
@@ -61,13 +63,9 @@ def systematic_resample(logw: Any, n: int, generator: np.random.Generator | int 
     """
     if n < 1:
         raise ConfigError(f"number of resampled frames must be >= 1, got {n}")
-    w = normalized_weights(logw)
     rng = generator if isinstance(generator, np.random.Generator) else np.random.default_rng(generator)
-    u = (rng.random() + np.arange(n)) / n
-    cdf = np.cumsum(w)
-    cdf[-1] = 1.0  # guard against round-off
-    idx = np.searchsorted(cdf, u, side="right")
-    return np.minimum(idx, w.size - 1)
+    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    return resample(torch.as_tensor(np.asarray(logw, dtype=np.float64)), n, generator=g).numpy()
 
 
 @dataclasses.dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from molsample.errors import ConfigError, MissingFileError, RunFileError
+from molsample.io.atomic import save_torch_atomic
 from molsample.nets.egnn import EGNN
 from molsample.nets.mlp import MLPVelocity
 
@@ -68,17 +68,9 @@ def default_net_spec(system: Any) -> dict:
 def save_model(file: str | os.PathLike, net: nn.Module, /, **meta: Any) -> Path:
     """Write ``{"spec": net.spec, "state_dict": ..., **meta}`` to ``file`` atomically (temp + rename)."""
     path = Path(file)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     payload = {"spec": dict(net.spec), "state_dict": state, **meta}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_torch_atomic(payload, path)
     return path
 
 

@@ -52,7 +52,6 @@ __all__ = ["E3NNVelocity", "atom_types_from_topology"]
 
 def _e3nn():
     try:
-        import e3nn  # noqa: F401
         from e3nn import nn as enn
         from e3nn import o3
         from e3nn.math import soft_one_hot_linspace
@@ -144,23 +143,34 @@ class _Convolution(nn.Module):
                 self._cg[key] = o3.wigner_3j(*key, dtype=torch.float64) * math.sqrt(2 * l_out + 1)
         self.radial = enn.FullyConnectedNet([n_basis, radial_hidden, self.weight_numel], act=F.silu)
 
+    def _sender_parts(self, h: Tensor) -> list[Tensor]:
+        """Per input irrep, the senders' features with components before channels: ``(B, n, n−1, A, u)``."""
+        B, n = h.shape[:2]
+        return [_senders(blk.reshape(B, n, mul, ir.dim).transpose(-1, -2).reshape(B, n, ir.dim * mul))
+                .reshape(B, n, n - 1, ir.dim, mul)
+                for blk, (mul, ir) in zip(h.split([mi.dim for mi in self.irreps_in], dim=-1), self.irreps_in)]
+
+    def _key(self, i: int, j: int, l_out: int) -> tuple[int, int, int]:
+        return (self.irreps_in[i].ir.l, self.irreps_sh[j].ir.l, l_out)
+
+    def _g(self, y: Tensor, key: tuple[int, int, int]) -> Tensor:
+        """G[a, k] = Σ_b C_{abk} Y[b] for ``y: (..., S)`` → ``(..., A, K)``."""
+        cg = self._cg[key].to(dtype=y.dtype, device=y.device)
+        return torch.einsum("...s,ask->...ak", y, cg)
+
     def forward(self, h: Tensor, sh: Tensor, emb: Tensor) -> Tensor:
-        """``h: (B, n, dim_in)``, ``sh: (B, n, n−1, dim_sh)``, ``emb: (B, n, n−1, n_basis)`` → ``(B, n, dim_mid)``."""
+        """``h: (B, n, dim_in)``, ``sh``/``emb``: ``(B, n, n−1, ·)`` edge features → ``(B, n, dim_mid)``."""
         B, n = h.shape[:2]
         m = n - 1
-        # per input irrep, the senders' features with components before channels: (B, n, n−1, A, u)
-        h_parts = [_senders(blk.reshape(B, n, mul, ir.dim).transpose(-1, -2).reshape(B, n, ir.dim * mul))
-                   .reshape(B, n, m, ir.dim, mul)
-                   for blk, (mul, ir) in zip(h.split([mi.dim for mi in self.irreps_in], dim=-1), self.irreps_in)]
+        h_parts = self._sender_parts(h)
         y_parts = sh.split([mi.dim for mi in self.irreps_sh], dim=-1)
         w_parts = self.radial(emb).split(self.mul, dim=-1)
         g_cache: dict[tuple[int, int, int], Tensor] = {}
         outs = []
         for (i, j, l_out), w in zip(self.paths, w_parts):
-            key = (self.irreps_in[i].ir.l, self.irreps_sh[j].ir.l, l_out)
+            key = self._key(i, j, l_out)
             if key not in g_cache:
-                cg = self._cg[key].to(dtype=h.dtype, device=h.device)  # (A, S, K)
-                g_cache[key] = torch.einsum("bijs,ask->bijak", y_parts[j], cg)
+                g_cache[key] = self._g(y_parts[j], key)
             g = g_cache[key]  # (B, n, n−1, A, K)
             A, K = g.shape[3], g.shape[4]
             left = h_parts[i] * w[..., None, :]  # (B, n, n−1, A, u)
@@ -169,6 +179,80 @@ class _Convolution(nn.Module):
             out = torch.bmm(g.reshape(B * n, m * A, K).transpose(1, 2), left.reshape(B * n, m * A, u))
             outs.append(out.transpose(1, 2).reshape(B, n, u * K))
         return torch.cat([outs[k] for k in self.order], dim=-1) / math.sqrt(m)
+
+    def tangent(self, h: Tensor, dh: Tensor | None, sh: Tensor, emb: Tensor, dsh: Tensor,
+                demb: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The output and its derivatives along all 3n coordinate directions (forward mode).
+
+        Args:
+            h: ``(B, n, dim_in)`` node features; ``dh``: their tangents ``(B, n, T, dim_in)`` for the
+                T = 3n directions (p, c) ↦ T-index 3p + c, or ``None`` when they are zero.
+            sh, emb: edge features ``(B, n, n−1, ·)``; ``dsh``, ``demb``: ``(3, B, n, n−1, ·)``, their
+                derivatives along r_ij ↦ r_ij + e_c.
+        Returns:
+            ``(out (B, n, dim_mid), dout (B, n, T, dim_mid))``.
+
+        Direction (p, c) moves x_p along e_c, so r_ij changes by (δ_ip − δ_jp) e_c: the edge terms
+        (through Y and w) reach receiver p from all its edges and every other receiver i from its
+        edge to p; the node term (through h_j) is the convolution of ``dh`` with fixed Y and w.
+        """
+        B, n = h.shape[:2]
+        m, T = n - 1, 3 * n
+        h_parts = self._sender_parts(h)
+        y_parts = sh.split([mi.dim for mi in self.irreps_sh], dim=-1)
+        dy_parts = dsh.split([mi.dim for mi in self.irreps_sh], dim=-1)
+        w_all = self.radial(emb)
+        dw_all = torch.stack([torch.func.jvp(self.radial, (emb,), (demb[c],))[1] for c in range(3)])
+        w_parts = w_all.split(self.mul, dim=-1)
+        dw_parts = dw_all.split(self.mul, dim=-1)
+        dh_parts = None
+        if dh is not None:
+            # per input irrep, (B, n, T, u, A) → (B·u, T, n·A): the directions as rows, senders as columns
+            dh_parts = [blk.reshape(B, n, T, mul, ir.dim).permute(0, 3, 2, 1, 4).reshape(B * mul, T, n * ir.dim)
+                        for blk, (mul, ir) in zip(dh.split([mi.dim for mi in self.irreps_in], dim=-1),
+                                                  self.irreps_in)]
+        g_cache: dict[tuple[int, int, int], tuple[Tensor, Tensor]] = {}
+        outs, douts = [], []
+        for (i, j, l_out), w, dw in zip(self.paths, w_parts, dw_parts):
+            key = self._key(i, j, l_out)
+            if key not in g_cache:
+                g_cache[key] = (self._g(y_parts[j], key), self._g(dy_parts[j], key))
+            g, dg = g_cache[key]  # (B, n, n−1, A, K), (3, B, n, n−1, A, K)
+            A, K = g.shape[3], g.shape[4]
+            hp = h_parts[i]
+            u = hp.shape[-1]
+            gt = g.reshape(B * n, m * A, K).transpose(1, 2)
+            out = torch.bmm(gt, (hp * w[..., None, :]).reshape(B * n, m * A, u))
+            outs.append(out.transpose(1, 2).reshape(B, n, u * K))
+            # edge terms, per edge: M_c = w ⊙ TP(h_j, ∂_c Y) + ∂_c w ⊙ TP(h_j, Y), (3, B, n, n−1, u, K)
+            p_y = torch.einsum("bikau,bikaq->bikuq", hp, g)
+            p_dy = torch.einsum("bikau,cbikaq->cbikuq", hp, dg)
+            msg = (p_dy * w[None, ..., None] + p_y[None] * dw[..., None]).reshape(3, B, n, m, u * K)
+            full = _scatter_senders(msg)  # (3, B, n_i, n_j, uK), zero on the diagonal
+            geo = -full.permute(1, 2, 3, 0, 4)  # (B, n_i, n_p, 3, uK): receiver i ≠ p, edge (i, p)
+            idx = torch.arange(n, device=h.device)
+            geo[:, idx, idx] += msg.sum(3).permute(1, 2, 0, 3)  # receiver p: all its edges
+            dout = geo.reshape(B, n, T, u * K)
+            if dh_parts is not None:
+                # node term Σ_{j,a} dh_j[T, u, a] w_ij[u] G_ij[a, k]: for each (sample, channel u) one
+                # (T × n·A) @ (n·A × n·K) product with the edge operator laid out densely (zero for i = j)
+                op = _scatter_senders((g[..., None] * w[:, :, :, None, None, :]).reshape(B, n, m, A * K * u))
+                op = op.reshape(B, n, n, A, K, u).permute(0, 5, 2, 3, 1, 4).reshape(B * u, n * A, n * K)
+                dn = torch.bmm(dh_parts[i], op)  # (B·u, T, n·K)
+                dout = dout + dn.reshape(B, u, T, n, K).permute(0, 3, 2, 1, 4).reshape(B, n, T, u * K)
+            douts.append(dout)
+        scale = 1.0 / math.sqrt(m)
+        return (torch.cat([outs[k] for k in self.order], dim=-1) * scale,
+                torch.cat([douts[k] for k in self.order], dim=-1) * scale)
+
+
+def _scatter_senders(e: Tensor) -> Tensor:
+    """Inverse of :func:`_senders` on edge data: ``(..., n, n−1, D)`` → ``(..., n, n, D)``, zero diagonal."""
+    *lead, n, m, D = e.shape
+    z = e.new_zeros(*lead, m, n + 1, D)
+    z[..., :, :n, :] = e.reshape(*lead, m, n, D)
+    flat = torch.cat([e.new_zeros(*lead, 1, D), z.reshape(*lead, m * (n + 1), D)], dim=-2)
+    return flat.reshape(*lead, n, n, D)
 
 
 def _senders(h: Tensor) -> Tensor:
@@ -204,6 +288,21 @@ class _Layer(nn.Module):
         out = self.gate(self.lin(self.conv(h, sh, emb)) + self.self_lin(h))
         return h + out if self.residual else out
 
+    def tangent(self, h: Tensor, dh: Tensor | None, sh: Tensor, emb: Tensor, dsh: Tensor,
+                demb: Tensor) -> tuple[Tensor, Tensor]:
+        """Output ``(B, n, dim)`` and its tangents ``(B, n, T, dim)``; see :meth:`_Convolution.tangent`."""
+        c, dc = self.conv.tangent(h, dh, sh, emb, dsh, demb)
+        pre = self.lin(c) + self.self_lin(h)
+        dpre = self.lin(dc)
+        if dh is not None:
+            dpre = dpre + self.self_lin(dh)
+        out = self.gate(pre)
+        # the gate acts per node: its JVP with the T directions laid out as extra rows
+        _, dout = torch.func.jvp(self.gate, (pre[:, :, None, :].expand_as(dpre).contiguous(),), (dpre,))
+        if self.residual:
+            return h + out, dout if dh is None else dh + dout
+        return out, dout
+
 
 class E3NNVelocity(nn.Module):
     """SE(3)- and permutation-equivariant, translation-invariant velocity b(t, x) built from e3nn.
@@ -213,7 +312,7 @@ class E3NNVelocity(nn.Module):
         dim: spatial dimension (must be 3).
         hidden: multiplicity H of the scalar channels; l ≥ 1 channels get H·2^{−l} (at least 1),
             for each parity.
-        n_layers: message-passing layers (≥ 1; the last one feeds the output).
+        n_layers: message-passing layers (≥ 1, ≥ 2 when ``chiral``; the last one feeds the output).
         lmax: largest l of the spherical harmonics of the edge directions.
         lmax_hidden: largest l of the hidden node features (1: scalars and vectors; 2 adds rank-2
             tensors at about twice the cost).
@@ -228,13 +327,18 @@ class E3NNVelocity(nn.Module):
             then permutation-equivariant over all particles).
 
     ``forward(t, x)`` takes ``t`` as a float, 0-d or ``(batch,)`` tensor and ``x: (batch, n, 3)`` and
-    returns the velocity ``(batch, n, 3)`` with zero mean over particles. ``spec`` holds every
+    returns the velocity ``(batch, n, 3)`` with zero mean over particles;
+    :meth:`velocity_and_divergence` adds its exact divergence (for likelihoods). ``spec`` holds every
     constructor argument (``"name": "e3nn"``), so the net can be rebuilt from it.
     """
 
+    #: budget (in tensor elements) for the intermediates of :meth:`velocity_and_divergence`
+    div_max_elements: int = 2**24
+
     def __init__(self, n_particles: int, dim: int = 3, hidden: int = 16, n_layers: int = 3, lmax: int = 2,
-                 lmax_hidden: int = 1, n_freqs: int = 4, n_basis: int = 12, radial_hidden: int = 32, r_min: float = 0.05,
-                 r_max: float = 8.0, chiral: bool = True, atom_types: list[int] | None = None) -> None:
+                 lmax_hidden: int = 1, n_freqs: int = 4, n_basis: int = 12, radial_hidden: int = 32,
+                 r_min: float = 0.05, r_max: float = 8.0, chiral: bool = True,
+                 atom_types: list[int] | None = None) -> None:
         super().__init__()
         o3, _, _ = _e3nn()
         if dim != 3:
@@ -246,6 +350,11 @@ class E3NNVelocity(nn.Module):
                 f"E3NNVelocity needs hidden, n_layers, lmax, lmax_hidden, n_basis, radial_hidden >= 1 and "
                 f"n_freqs >= 0; got hidden={hidden}, n_layers={n_layers}, lmax={lmax}, lmax_hidden={lmax_hidden}, "
                 f"n_basis={n_basis}, radial_hidden={radial_hidden}, n_freqs={n_freqs}"
+            )
+        if chiral and n_layers < 2:
+            raise ConfigError(
+                f"a chiral E3NNVelocity needs n_layers >= 2, got n_layers={n_layers}: one layer sees each pair "
+                f"direction alone and cannot form a pseudovector; raise n_layers or pass chiral=False"
             )
         if not 0.0 < r_min < r_max:
             raise ConfigError(f"E3NNVelocity needs 0 < r_min < r_max, got r_min={r_min}, r_max={r_max}")
@@ -267,7 +376,8 @@ class E3NNVelocity(nn.Module):
                            "atom_types": None if atom_types is None else list(atom_types)}
         n_types = 0 if atom_types is None else max(atom_types) + 1
         if atom_types is not None:
-            self.register_buffer("type_onehot", F.one_hot(torch.tensor(atom_types), n_types).to(torch.get_default_dtype()))
+            onehot = F.one_hot(torch.tensor(atom_types), n_types).to(torch.get_default_dtype())
+            self.register_buffer("type_onehot", onehot)
         else:
             self.type_onehot = None
 
@@ -280,13 +390,16 @@ class E3NNVelocity(nn.Module):
         irreps_in = o3.Irreps(f"{hidden}x0e")
         self.layers = nn.ModuleList()
         for _ in range(n_layers - 1):
-            layer = _Layer(irreps_in, self.irreps_hidden, self.irreps_sh, lmax_hidden, n_basis, radial_hidden, self.chiral)
+            layer = _Layer(irreps_in, self.irreps_hidden, self.irreps_sh, lmax_hidden, n_basis, radial_hidden,
+                           self.chiral)
             self.layers.append(layer)
             irreps_in = layer.gate.irreps_out
         # last layer: only l = 1 messages are needed for the vector output
         self.out_conv = _Convolution(irreps_in, self.irreps_sh, None, {1}, n_basis, radial_hidden)
         irreps_v = o3.Irreps("1x1o")
         self.out_lin = o3.Linear(_so3_labels(self.out_conv.irreps_out, self.chiral), irreps_v)
+        # widest convolution output: the tangents of one sample hold a few (n, 3n, width) arrays
+        self._tangent_width = max(cv.irreps_out.dim for cv in [layer.conv for layer in self.layers] + [self.out_conv])
         has_vectors = any(ir == o3.Irrep("1o") for _, ir in _so3_labels(irreps_in, self.chiral))
         self.out_self = o3.Linear(_so3_labels(irreps_in, self.chiral), irreps_v) if has_vectors else None
 
@@ -294,10 +407,9 @@ class E3NNVelocity(nn.Module):
         if x.dim() != 3 or tuple(x.shape[1:]) != (self.n_particles, 3):
             raise ShapeError(f"E3NNVelocity expects x of shape (batch, {self.n_particles}, 3), got {tuple(x.shape)}")
 
-    def _edges(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Spherical harmonics ``(B, n, n−1, dim_sh)`` and radial basis ``(B, n, n−1, n_basis)``."""
+    def _edge_features(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """Spherical harmonics ``(…, dim_sh)`` and radial basis ``(…, n_basis)`` of ``r: (…, 3)``."""
         _, _, soft_one_hot_linspace = _e3nn()
-        r = x[:, :, None, :] - _senders(x)  # r_ij = x_i − x_j over j ≠ i, (B, n, n−1, 3)
         sh = self.sh(r)
         d = torch.sqrt((r * r).sum(-1) + 1e-12)
         u = torch.log(d + self.r_min)
@@ -305,19 +417,69 @@ class E3NNVelocity(nn.Module):
                                     basis="gaussian", cutoff=False)
         return sh, emb
 
-    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
-        """Velocity ``(batch, n, 3)`` with zero mean over particles."""
-        self._check(x)
+    def _h0(self, t: Tensor | float, x: Tensor) -> Tensor:
         B, n, _ = x.shape
         tb = batch_time(t, B, x)
         feats = torch.cat([tb[:, None], fourier_features(tb, self.n_freqs)], dim=-1)[:, None, :].expand(B, n, -1)
         if self.type_onehot is not None:
             feats = torch.cat([feats, self.type_onehot.to(x.dtype).expand(B, n, -1)], dim=-1)
-        h = self.embed(feats)
-        sh, emb = self._edges(x)
+        return self.embed(feats)
+
+    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
+        """Velocity ``(batch, n, 3)`` with zero mean over particles."""
+        self._check(x)
+        h = self._h0(t, x)
+        sh, emb = self._edge_features(x[:, :, None, :] - _senders(x))  # r_ij = x_i − x_j over j ≠ i
         for layer in self.layers:
             h = layer(h, sh, emb)
         v = self.out_lin(self.out_conv(h, sh, emb))
         if self.out_self is not None:
             v = v + self.out_self(h)
         return v - v.mean(dim=1, keepdim=True)
+
+    @torch.no_grad()
+    def velocity_and_divergence(self, t: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The velocity ``(batch, n, 3)`` and its exact divergence Σ_k ∂v_k/∂x_k, ``(batch,)``.
+
+        Forward-mode derivatives along all 3n coordinate directions at once, written out for this
+        architecture: the edge features (spherical harmonics, radial weights) depend on one
+        relative position each, so their derivatives are formed once per edge and scattered to
+        the 3n directions; the node-feature tangents go through the convolutions as one
+        (3n × n·A) @ (n·A × n·K) product per sample, channel and path — several times faster than
+        generic vmapped JVPs (docs/benchmarks/e3nn_vs_egnn.md). Samples are processed in chunks so that the largest
+        intermediate stays below :attr:`div_max_elements` elements. No autograd graph is built.
+        """
+        self._check(x)
+        B, n, _ = x.shape
+        tb = batch_time(t, B, x)
+        per_sample = 4 * n * 3 * n * self._tangent_width
+        chunk = max(1, int(self.div_max_elements) // per_sample)
+        if chunk >= B:
+            return self._v_div(tb, x)
+        outs = [self._v_div(tb[i:i + chunk], x[i:i + chunk]) for i in range(0, B, chunk)]
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+    def _v_div(self, tb: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        B, n, _ = x.shape
+        h = self._h0(tb, x)
+        r = x[:, :, None, :] - _senders(x)
+        sh, emb = self._edge_features(r)
+        eye = torch.eye(3, dtype=x.dtype, device=x.device)
+        d_edge = [torch.func.jvp(self._edge_features, (r,), (eye[c].expand_as(r),))[1] for c in range(3)]
+        dsh = torch.stack([d[0] for d in d_edge])
+        demb = torch.stack([d[1] for d in d_edge])
+        dh = None  # the initial node features depend on t only
+        for layer in self.layers:
+            h, dh = layer.tangent(h, dh, sh, emb, dsh, demb)
+        c, dc = self.out_conv.tangent(h, dh, sh, emb, dsh, demb)
+        v = self.out_lin(c)
+        dv = self.out_lin(dc)  # (B, n, T, 3)
+        if self.out_self is not None:
+            v = v + self.out_self(h)
+            if dh is not None:
+                dv = dv + self.out_self(dh)
+        v = v - v.mean(dim=1, keepdim=True)
+        dv = dv - dv.mean(dim=1, keepdim=True)
+        # Σ_{p, c} ∂v_{p,c}/∂x_{p,c}: output particle i = p, T-index 3p + c, output component c
+        diag = dv.reshape(B, n, n, 3, 3).diagonal(dim1=1, dim2=2).diagonal(dim1=1, dim2=2)
+        return v, diag.sum(dim=(1, 2))

@@ -21,9 +21,11 @@ coordinate layer is a single matrix W_c. Per edge and layer only one H×H produc
 (W_c s_ij) instead of three.
 
 Exact divergence. :meth:`EGNN.velocity_and_divergence` computes ∇·v exactly by forward-mode
-differentiation along all n·dim coordinate directions, written out for this architecture: the
-per-edge H×H products are contracted once with the output covector (g_ij below), so every
-direction costs O(n²·H) instead of O(n²·H²). See docs/flows.md.
+differentiation along the (n−1)·dim coordinate directions of all particles but the last (whose
+diagonal entries follow from translation invariance), written out for this architecture: the
+per-edge H×H products are contracted once with the output covector (g_ij in
+:meth:`EGNNLayer.tangent`), so every direction costs O(n²·H) per layer instead of O(n²·H²).
+See docs/flows.md.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from molsample.errors import ConfigError, ShapeError
 from molsample.nets.common import batch_time, fourier_features
@@ -40,10 +43,114 @@ from molsample.nets.common import batch_time, fourier_features
 __all__ = ["EGNN", "EGNNLayer"]
 
 
-def _silu_prime(z: Tensor) -> Tensor:
-    """d SiLU(z)/dz = σ(z)(1 + z(1 − σ(z)))."""
-    sig = torch.sigmoid(z)
-    return sig * (1.0 + z * (1.0 - sig))
+def _silu_prime(z: Tensor, scale: Tensor | None = None) -> Tensor:
+    """d SiLU(z)/dz = σ(z)(1 + z(1 − σ(z))), times ``scale`` (broadcast) when given."""
+    if torch.is_grad_enabled() and z.requires_grad:
+        sig = torch.sigmoid(z)
+        out = sig * (1.0 + z * (1.0 - sig))
+        return out if scale is None else out * scale
+    g = (torch.ones((), dtype=z.dtype, device=z.device) if scale is None else scale).expand_as(z)
+    return torch.ops.aten.silu_backward(g, z)  # one fused pass
+
+
+def _edge_block_values(a: Tensor, b: Tensor, d2: Tensor, c: Tensor, wc: Tensor, bc: Tensor, w: Tensor,
+                       bo: Tensor) -> tuple[Tensor, ...]:
+    """The per-edge part of a layer: ``(pre, s, q, z, psi, s_sum)``.
+
+    pre_ij = a_i + b_j + c·d²_ij, s = SiLU(pre), q = W_c s + b_c, z = SiLU(q), ψ = w·z + b_o,
+    s_sum_i = Σ_{j≠i} s_ij. Shapes: a, b (B, n, H); d2 (B, n, n); pre, s, q, z (B, n, n, H);
+    psi (B, n, n); s_sum (B, n, H).
+    """
+    B, n, H = a.shape[0], a.shape[1], a.shape[-1]
+    pre = torch.addcmul(a[:, :, None, :] + b[:, None, :, :], d2[..., None], c)
+    s = F.silu(pre)
+    q = torch.addmm(bc, s.reshape(-1, H), wc.t()).view(B, n, n, H)
+    z = F.silu(q)
+    psi = torch.mv(z.reshape(-1, H), w).view(B, n, n) + bo
+    s_sum = s.sum(2) - torch.diagonal(s, dim1=1, dim2=2).transpose(1, 2)
+    return pre, s, q, z, psi, s_sum
+
+
+class _EdgeBlock(torch.autograd.Function):
+    """:func:`_edge_block_values` with a hand-written backward (fewer passes over the (B, n, n, H)
+    edge tensors than autograd's, and no K = 1 matrix products) and forward-mode rule (``jvp``).
+
+    The backward is once differentiable: second derivatives through the EGNN raise an error.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, b, d2, c, wc, bc, w, bo):  # type: ignore[override]
+        pre, s, q, z, psi, s_sum = _edge_block_values(a, b, d2, c, wc, bc, w, bo)
+        return psi, s_sum, pre, s, q, z
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        _, _, d2, c, wc, _, w, _ = inputs
+        _, _, pre, s, q, z = output
+        ctx.mark_non_differentiable(pre, s, q, z)
+        ctx.set_materialize_grads(False)  # no zero-filled edge-sized gradients for the saved outputs
+        ctx.save_for_backward(pre, s, q, z, d2, c, wc, w)
+        ctx.save_for_forward(pre, s, q, z, d2, c, wc, w)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_psi, g_sum, *_):  # type: ignore[override]
+        pre, s, q, z, d2, c, wc, w = ctx.saved_tensors
+        B, n, _, H = pre.shape
+        E = B * n * n
+        need = ctx.needs_input_grad
+        g_w = g_bo = g_wc = g_bc = None
+        g_s = None
+        if g_psi is not None:
+            g_psi_flat = g_psi.reshape(E)
+            g_q = torch.ops.aten.silu_backward(g_psi[..., None] * w, q).view(E, H)
+            g_w = torch.mv(z.reshape(E, H).t(), g_psi_flat) if need[6] else None
+            g_bo = g_psi.sum().reshape(1) if need[7] else None
+            g_wc = g_q.t() @ s.reshape(E, H) if need[4] else None
+            g_bc = g_q.sum(0) if need[5] else None
+            g_s = (g_q @ wc).view(B, n, n, H)
+        if g_sum is not None:
+            # s_sum_i = Σ_{j≠i} s_ij: its gradient reaches every edge but the self edges (out of place for vmap)
+            off = (1.0 - torch.eye(n, dtype=pre.dtype, device=pre.device))[:, :, None]
+            g_s = g_sum[:, :, None, :] * off if g_s is None else torch.addcmul(g_s, g_sum[:, :, None, :], off)
+        if g_s is None:
+            return (None,) * 8
+        g_pre = torch.ops.aten.silu_backward(g_s, pre)
+        g_a = g_pre.sum(2) if need[0] else None
+        g_b = g_pre.sum(1) if need[1] else None
+        g_flat = g_pre.view(E, H)
+        g_d2 = torch.mv(g_flat, c).view(B, n, n) if need[2] else None
+        g_c = torch.mv(g_flat.t(), d2.reshape(E)) if need[3] else None
+        return g_a, g_b, g_d2, g_c, g_wc, g_bc, g_w, g_bo
+
+    @staticmethod
+    def jvp(ctx, t_a, t_b, t_d2, t_c, t_wc, t_bc, t_w, t_bo):  # type: ignore[override]
+        pre, s, q, z, d2, c, wc, w = ctx.saved_tensors
+        d_pre = torch.zeros_like(pre)
+        if t_a is not None:
+            d_pre = d_pre + t_a[:, :, None, :]
+        if t_b is not None:
+            d_pre = d_pre + t_b[:, None, :, :]
+        if t_d2 is not None:
+            d_pre = d_pre + t_d2[..., None] * c
+        if t_c is not None:
+            d_pre = d_pre + d2[..., None] * t_c
+        d_s = _silu_prime(pre) * d_pre
+        d_q = d_s @ wc.t()
+        if t_wc is not None:
+            d_q = d_q + s @ t_wc.t()
+        if t_bc is not None:
+            d_q = d_q + t_bc
+        d_z = _silu_prime(q) * d_q
+        d_psi = d_z @ w
+        if t_w is not None:
+            d_psi = d_psi + z @ t_w
+        if t_bo is not None:
+            d_psi = d_psi + t_bo
+        d_sum = d_s.sum(2) - torch.diagonal(d_s, dim1=1, dim2=2).transpose(1, 2)
+        return d_psi, d_sum, None, None, None, None
 
 
 class EGNNLayer(nn.Module):
@@ -87,10 +194,12 @@ class EGNNLayer(nn.Module):
         d2 = (r * r).sum(-1)  # (B, n, n), exactly 0 on the diagonal
         a = self.edge_a(h)
         b = self.edge_b(h)
-        pre = a[:, :, None, :] + b[:, None, :, :] + d2[..., None] * self.edge_d
-        s = F.silu(pre)
-        q = self.coord_in(s)
-        psi = self.coord_out(F.silu(q)).squeeze(-1)
+        args = (a, b, d2, self.edge_d, self.coord_in.weight, self.coord_in.bias, self.coord_out.weight[0],
+                self.coord_out.bias)
+        if cache is None:
+            psi, s_sum = _EdgeBlock.apply(*args)[:2]
+        else:
+            pre, _, q, _, psi, s_sum = _edge_block_values(*args)
         if self.coords_range is None:
             th = None
             phi = psi
@@ -104,9 +213,7 @@ class EGNNLayer(nn.Module):
         x_new = x + rowc[..., None] * x - coef @ x  # x_i + Σ_j (x_i − x_j) coef_ij
         u = None
         if self.update_h:
-            # mean over j ≠ i; the self edge has d² = 0, so its feature is SiLU(a_i + b_i)
-            s_mean = (s.sum(2) - F.silu(a + b)) / (n - 1)
-            u = self.node_h(h) + self.node_m(s_mean)
+            u = self.node_h(h) + self.node_m(s_sum / (n - 1))  # mean of s_ij over j ≠ i
             h = h + self.node_out(F.silu(u))
         if cache is not None:
             cache.update(x=x, r=r, pre=pre, q=q, th=th, phi=phi, dist=dist, mask=mask, coef=coef, rowc=rowc, u=u)
@@ -132,9 +239,11 @@ class EGNNLayer(nn.Module):
         B, n, T, d = dx.shape
         H = self.hidden
         sig1 = _silu_prime(pre)  # (B, n, n, H)
+        # self edges carry no tangent (their δψ and δs are masked below): zero them once here
+        torch.diagonal(sig1, dim1=1, dim2=2).zero_()
         # ψ_ij = w·SiLU(W_c s_ij + b_c); g_ij = ∂ψ_ij/∂pre_ij, contracted once per edge
         w = self.coord_out.weight[0]
-        g = sig1 * ((_silu_prime(q) * w) @ self.coord_in.weight)  # (B, n, n, H)
+        g = sig1 * (_silu_prime(q, w) @ self.coord_in.weight)  # (B, n, n, H)
         gc = g @ self.edge_d  # (B, n, n)
         # δ(d_ij²) = 2 (x_i − x_j)·(δx_i − δx_j) from P[b, i, t, j] = δx_i · x_j
         P = (dx.reshape(B, n * T, d) @ x.transpose(1, 2)).reshape(B, n, T, n)
@@ -145,17 +254,16 @@ class EGNNLayer(nn.Module):
         da = db = dp = None
         if dh is not None:
             if self.update_h or isinstance(dh, _EdgeTangent):
-                # A δh, B δh (and P δh) in one product
+                # A δh, B δh (and P δh)
                 ws = [self.edge_a.weight, self.edge_b.weight] + ([self.node_h.weight] if self.update_h else [])
+                # one tensor per map: temporaries stay small enough for the allocator to reuse
                 if isinstance(dh, _EdgeTangent):
-                    # assemble the projections and δh itself in one pass
-                    ws.append(torch.eye(H, dtype=dh.Y.dtype, device=dh.Y.device))
-                    proj = dh.project(torch.cat(ws, 0))
-                    dh = proj[..., -H:]
+                    projs = [dh.project(wk) for wk in ws]
+                    dh = dh.dense()
                 else:
-                    proj = dh @ torch.cat(ws, 0).T
-                da, db = proj[..., :H], proj[..., H:2 * H]
-                dp = proj[..., 2 * H:3 * H] if self.update_h else None
+                    projs = [dh @ wk.T for wk in ws]
+                da, db = projs[0], projs[1]
+                dp = projs[2] if self.update_h else None
                 dpsi += _pair_dot_i(g, da)
                 dpsi += _pair_dot_j(g, db)
             else:
@@ -163,14 +271,16 @@ class EGNNLayer(nn.Module):
                 gab = g @ torch.cat([self.edge_a.weight, self.edge_b.weight], 1)
                 dpsi += _pair_dot_i(gab[..., :H], dh)
                 dpsi += _pair_dot_j(gab[..., H:], dh)
+        # δcoef = mask/(n−1) · (δφ/(d+1) − φ δd/(d+1)²) with δφ = sech²(ψ/R) δψ and δd = δd²/(2d):
+        # two per-edge factors, then one multiply and one multiply-add over the tangents
         th = cache["th"]
+        dist1 = dist + 1.0
+        f_psi = mask / ((n - 1) * dist1)
         if th is not None:
-            dpsi *= (1.0 - th * th)[:, :, None, :]
-        dist1 = (dist + 1.0)[:, :, None, :]
-        # δcoef = mask/(n−1) · (δφ/(d+1) − φ δd/(d+1)²), δd = δd²/(2d)
-        dcoef = dpsi.div_(dist1)
-        dcoef -= (cache["phi"] / (2.0 * dist))[:, :, None, :] * dd2 / (dist1 * dist1)
-        dcoef *= (mask / (n - 1))[:, None, :]
+            f_psi = f_psi * (1.0 - th * th)
+        f_d2 = cache["phi"] * mask / ((n - 1) * 2.0 * dist * dist1 * dist1)
+        dcoef = dpsi.mul_(f_psi[:, :, None, :])
+        dcoef -= dd2 * f_d2[:, :, None, :]
         coef, rowc = cache["coef"], cache["rowc"]
         # δx_i + Σ_j (δx_i − δx_j) coef_ij + Σ_j (x_i − x_j) δcoef_ij
         dx_new = dx * (1.0 + rowc)[:, :, None, None]
@@ -179,13 +289,17 @@ class EGNNLayer(nn.Module):
         dx_new -= (dcoef.reshape(B, n * T, n) @ x).reshape(B, n, T, d)
         if not self.update_h:
             return dx_new, None
-        sig1m = sig1 * mask[..., None]
+        sig1m = sig1  # diagonal already zero
         sp_u = _silu_prime(cache["u"])  # (B, n, H)
-        if dh is None:
-            # first layer with x-independent h: δh_i is a sum of per-edge vectors times coordinates
+        if dh is None and "onehot" in cache:
+            # first layer, x-independent h and one-hot input directions: δh_i is a sum of
+            # per-edge vectors times coordinates, kept factored (see _EdgeTangent)
             Y = (sp_u[:, :, None] * self.node_m(sig1m * (self.edge_d * (2.0 / (n - 1))))) @ self.node_out.weight.T
             return dx_new, _EdgeTangent(Y, cache["r"], cache["onehot"])
         ds = _pair_sum_ij(sig1m, dd2).mul_(self.edge_d)
+        if dh is None:
+            du = self.node_m(ds.mul_(1.0 / (n - 1)))
+            return dx_new, (du.mul_(sp_u[:, :, None, :])) @ self.node_out.weight.T
         ds.addcmul_(sig1m.sum(2)[:, :, None, :], da)
         ds += _pair_sum_j(sig1m, db)
         du = self.node_m(ds.mul_(1.0 / (n - 1)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 __all__ = ["center_of_mass", "remove_mean", "is_mean_free", "pairwise_vectors", "pairwise_sq_distances"]

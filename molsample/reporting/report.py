@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from molsample.errors import ConfigError, MissingFileError, MolsampleError
 from molsample.io.atomic import write_text_atomic
@@ -25,7 +26,7 @@ from molsample.io.export import normalized_weights
 from molsample.io.hdf5 import RunFile, open_run
 from molsample.reporting import plots
 from molsample.reporting.plots import Series
-from molsample.reporting.stats import summarize_weights
+from molsample.sampling.weights import summarize
 
 #: Sample sets besides "samples" that the report draws when present, with their role.
 EXTRA_SETS = {"mcmc_corrected": ("MCMC-corrected", "mcmc")}
@@ -211,7 +212,7 @@ def make_report(
     }
     ws = None
     if flow.logw is not None:
-        ws = summarize_weights(flow.logw)
+        ws = summarize(torch.as_tensor(flow.logw))
         head["ESS (fraction)"] = ws.ess
         head["ESS (samples)"] = ws.ess * n if math.isfinite(ws.ess) else float("nan")
         head["log Z"] = f"{_fmt(ws.log_z, 6)} ± {_fmt(ws.log_z_se, 2)}"

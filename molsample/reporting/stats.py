@@ -1,6 +1,7 @@
-"""Weighted statistics for reports: ESS, log Z, weighted histograms, pair distances.
+"""Weighted statistics for reports: weighted histograms and pair distances.
 
-Energy W2 comes from :func:`molsample.metrics.energy_w2`.
+ESS and log Z come from :func:`molsample.sampling.weights.summarize`, energy W2 from
+:func:`molsample.metrics.energy_w2`.
 
 All functions take NumPy arrays. Weights are importance weights from log-weights ``logw``;
 samples whose log-weight (or value) is not finite get weight 0 and are counted apart.
@@ -8,46 +9,8 @@ samples whose log-weight (or value) is not finite get weight 0 and are counted a
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import numpy as np
 
-from molsample.io.export import normalized_weights
-
-
-@dataclasses.dataclass
-class WeightSummary:
-    """Importance-sampling summary of ``n`` log-weights.
-
-    Attributes:
-        n: number of samples.
-        n_nonfinite: samples with non-finite log-weight (weight 0).
-        ess: effective sample size fraction (Σw)²/(n Σw²) ∈ [1/n, 1].
-        log_z: logsumexp(logw) − log n (non-finite terms count as w = 0).
-        log_z_se: delta-method standard error of ``log_z``: sqrt((1/ess − 1)/n).
-    """
-
-    n: int
-    n_nonfinite: int
-    ess: float
-    log_z: float
-    log_z_se: float
-
-
-def summarize_weights(logw: np.ndarray) -> WeightSummary:
-    """ESS fraction, log Z and its standard error from log-weights ``(n,)``."""
-    logw = np.asarray(logw, dtype=np.float64).reshape(-1)
-    n = logw.size
-    finite = np.isfinite(logw)
-    if not finite.any():
-        return WeightSummary(n, n, float("nan"), float("nan"), float("nan"))
-    w = normalized_weights(logw)
-    ess = float(1.0 / (n * np.sum(w**2)))
-    m = logw[finite].max()
-    log_z = float(m + math.log(np.exp(logw[finite] - m).sum()) - math.log(n))
-    se = float(math.sqrt(max(1.0 / ess - 1.0, 0.0) / n))
-    return WeightSummary(n, int(n - finite.sum()), ess, log_z, se)
 
 
 def _clean(values: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

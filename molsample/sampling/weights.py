@@ -131,7 +131,7 @@ def resample(logw: Tensor, n: int, *, generator: torch.Generator | None = None) 
     if n < 0:
         raise ShapeError(f"n must be >= 0, got {n}")
     if lw.numel() == 0 or not torch.isfinite(lw).any():
-        raise EnergyError("cannot resample: every weight is zero (all log-weights are −inf or NaN); "
+        raise EnergyError("cannot resample: every weight is zero (all log-weights are non-finite: −inf or NaN); "
                           "check the energies and log-densities of the samples")
     w = _normalized(lw)
     cdf = torch.cumsum(w / w.sum(), 0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError, RunFileError, ShapeError
+from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
 
 __all__ = ["FlowMatchingConfig", "flow_matching_loss", "train_flow_matching"]
@@ -79,18 +79,6 @@ def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: T
     """
     ps = path.sample(x0, x1, t)
     return ((field(ps.t, ps.xt) - ps.dxt) ** 2).mean()
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # config fields that must agree between a checkpoint and the run resuming it
@@ -186,7 +174,7 @@ def train_flow_matching(
     def save(step: int) -> None:
         if ckpt is None:
             return
-        _atomic_save({
+        save_torch_atomic({
             "step": step,
             "field": field.state_dict(),
             "optimizer": opt.state_dict(),
@@ -223,7 +211,7 @@ def train_flow_matching(
         opt.step()
         if ema is not None:
             with torch.no_grad():
-                for pe, p in zip(ema.parameters(), field.parameters()):
+                for pe, p in zip(ema.parameters(), field.parameters(), strict=True):
                     pe.lerp_(p, 1.0 - config.ema_decay)
         value = float(loss.detach())
         history["step"].append(step + 1)

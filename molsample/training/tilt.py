@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from molsample.config import TiltConfig
 from molsample.errors import ConfigError
+from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
 from molsample.rewards import TiltReward
 from molsample.sampling.ode import sample as ode_sample
@@ -39,15 +39,6 @@ HISTORY_KEYS = (
     "level", "a", "h", "mean_reward", "mean_energy", "loss", "update_norm",
     "ess_incremental", "ess", "n_nonfinite", "reward_evals",
 )
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class TiltMatching:
@@ -236,7 +227,7 @@ class TiltMatching:
             bar.set_postfix(h=f"{row['h']:.3g}", ess_inc=f"{row['ess_incremental']:.2f}",
                             r=f"{row['mean_reward']:.3g}")
             if checkpoint_path is not None:
-                save_atomic(self.state_dict(), Path(checkpoint_path))
+                save_torch_atomic(self.state_dict(), checkpoint_path)
             if callback is not None:
                 callback(row)
         bar.close()

@@ -1,0 +1,83 @@
+"""`molsample tilt` end to end on the smoke preset, then `sample`, `report` and `export` on its run."""
+
+import math
+import subprocess
+import sys
+
+import mdtraj
+import numpy as np
+import pytest
+
+from molsample.io.hdf5 import RunFile
+
+
+def molsample(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "molsample", "--threads", "1", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    proc = molsample("tilt", "--system", "lj13", "--preset", "smoke", "--out", "runs/smoke", "--quiet", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    return work, work / "runs" / "smoke", proc.stdout
+
+
+def test_smoke_run_writes_a_run_file_with_finite_ess(smoke_run):
+    work, run, out = smoke_run
+    assert "ESS" in out and "log Z" in out
+    with RunFile(run / "samples.h5") as rf:
+        s = rf.read_samples()
+        hist = rf.read_history()
+        attrs = dict(rf.attrs)
+        assert "reference" in rf.sample_sets()
+    assert s["x"].shape == (256, 13, 3)
+    assert np.isfinite(s["logw"]).any()
+    assert 0 < attrs["ess"] <= 1 and math.isfinite(attrs["log_z"])
+    assert hist["a"][-1] == pytest.approx(1.0)
+    assert attrs["kind"] == "tilt" and attrs["method"] == "itm" and attrs["mode"] == "temperature"
+    # the run file is an MDTraj trajectory
+    traj = mdtraj.load(str(run / "samples.h5"))
+    assert traj.n_frames == 256 and traj.n_atoms == 13
+    assert (run / "report" / "report.html").is_file() and (run / "model.pt").is_file()
+
+
+def test_sample_appends_weighted_samples(smoke_run):
+    work, run, _ = smoke_run
+    proc = molsample("sample", str(run), "--n", "64", "--quiet", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    with RunFile(run / "samples.h5") as rf:
+        s = rf.read_samples()
+    assert s["x"].shape[0] == 256 + 64 and s["logw"].shape == (320,)
+
+
+def test_export_resampled_dcd(smoke_run):
+    work, run, _ = smoke_run
+    proc = molsample("export", str(run), "--format", "dcd", "--resample", "20", "--out", "x.dcd", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    traj = mdtraj.load(str(work / "x.dcd"), top=mdtraj.load_topology(str(run / "samples.h5")))
+    assert traj.n_frames == 20
+
+
+def test_resume_of_a_finished_run_keeps_its_levels(smoke_run):
+    work, run, _ = smoke_run
+    proc = molsample("tilt", "--system", "lj13", "--preset", "smoke", "--out", "runs/smoke", "--quiet",
+                     "--resume", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert "reusing" in proc.stdout and "8 levels" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--system", "lj14"], "unknown system"),
+        (["--system", "lj13", "--config", "missing.toml"], "missing.toml"),
+        (["--system", "lj13", "--device", "cuda:7", "--preset", "smoke"], "cuda"),
+        (["--system", "lj13", "--h", "3"], "tilt.h"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(tmp_path, args, needle):
+    proc = molsample("tilt", *args, "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
