@@ -24,10 +24,12 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/molsample systems
-	$(VENV)/bin/molsample energy --system lj13 --random 3
+	$(VENV)/bin/molsample tilt --system lj13 --preset smoke --out runs/demo-lj13
 
 bench: $(STAMP)
-	$(PY) benchmarks/energy_throughput.py
+	$(PY) benchmarks/energy_throughput.py --threads 1
+	$(PY) benchmarks/flow_throughput.py
+	$(PY) benchmarks/ring2d_table.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
