@@ -8,7 +8,8 @@ to 3000 target samples drawn by resampling 4000 exact ring samples with weights 
 The "floor" column is the same distance for 3000 independent exact samples of the tilted ring
 (resampled from 400,000 exact ring samples): the metric's own sampling noise.
 
-The tilt uses the annealed loop of molsample (design.md §5): 20 levels of h = 0.05, 256
+Pretraining draws fresh exact ring samples at every step, as the tutorial does. The tilt uses
+the annealed loop of molsample (design.md §5): 20 levels of h = 0.05, 256
 endpoints per level (5,120 reward evaluations; the tutorial's loop uses 600 × 32 = 19,200),
 30 gradient steps per level on 32 endpoints × 4 (t, x0) draws, Adam lr 1e-3, 25 Euler steps
 to draw each level's samples.
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["itm", "etm", "wfm", "ram"])
     ap.add_argument("--levels", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tilt-seeds", type=int, default=3, help="tilt runs per method and beta (mean reported)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--figure", default=None, help="PNG of the densities per method at beta = 5")
     args = ap.parse_args()
@@ -76,9 +78,10 @@ def main() -> None:
     base = StandardGaussian((1, 2))
     field = MLPVelocity()
     n_params = sum(p.numel() for p in field.parameters())
-    data = ring.sample(5000 * 256 // 8, torch.Generator().manual_seed(args.seed))
-    train_flow_matching(field, data, base, FlowMatchingConfig(steps=5000, batch_size=256, lr=1e-3, seed=args.seed),
-                        progress=False)
+    # fresh exact ring samples at every step, as in the tutorial (a fixed data set of 160k samples
+    # gives a visibly worse rewarded mode after tilting: ideal-tilt sliced-W 0.26 instead of 0.17)
+    train_flow_matching(field, lambda n, g: ring.sample(n, g), base,
+                        FlowMatchingConfig(steps=5000, batch_size=256, lr=1e-3, seed=args.seed), progress=False)
     field.eval()
     ref_pool = ring.sample(4000, torch.Generator().manual_seed(args.seed + 7))[:, 0]
     big_pool = ring.sample(400_000, torch.Generator().manual_seed(args.seed + 8))[:, 0]
@@ -98,23 +101,29 @@ def main() -> None:
         if beta == 5.0:
             figure_samples["pretrained"], figure_samples["target"] = x, target
         for method in args.methods:
-            f = copy.deepcopy(field)
-            reward = make_reward(system, "reward", beta=beta)
-            cfg = TiltConfig(method=method, h=1.0 / args.levels, n_endpoints=256, endpoints_per_step=32,
-                             draws_per_endpoint=4, steps_per_level=30, lr=1e-3, ode_method="euler", ode_steps=25)
+            rewards, dists = [], []
             t0 = time.time()
-            TiltMatching(f, base, reward, cfg, seed=args.seed).run(progress=False)
-            x = draw(f, 3000, seed=11)[:, 0]
-            row[method] = (float(bump_reward(x).mean()), sliced_wasserstein(x, target))
+            for k in range(args.tilt_seeds):  # the tilt's own randomness: report the mean over seeds
+                f = copy.deepcopy(field)
+                reward = make_reward(system, "reward", beta=beta)
+                cfg = TiltConfig(method=method, h=1.0 / args.levels, n_endpoints=256, endpoints_per_step=32,
+                                 draws_per_endpoint=4, steps_per_level=30, lr=1e-3, ode_method="euler", ode_steps=25)
+                TiltMatching(f, base, reward, cfg, seed=args.seed + k).run(progress=False)
+                x = draw(f, 3000, seed=11)[:, 0]
+                rewards.append(float(bump_reward(x).mean()))
+                dists.append(sliced_wasserstein(x, target))
+                if beta == 5.0 and k == 0:
+                    figure_samples[method] = x
+            row[method] = (sum(rewards) / len(rewards), sum(dists) / len(dists))
+            row[f"{method}_sliced_w_all"] = dists
             row[f"{method}_reward_evals"] = reward.n_energy_evals
-            row[f"{method}_seconds"] = time.time() - t0
-            if beta == 5.0:
-                figure_samples[method] = x
+            row[f"{method}_seconds"] = (time.time() - t0) / args.tilt_seeds
         results["rows"].append(row)
         print(f"beta {beta:>4}: " + "  ".join(
             f"{k} r={row[k][0]:.3f} W={row[k][1]:.3f}" for k in ["exact", "pretrained", *args.methods]), flush=True)
 
-    print(f"\nMLP parameters: {n_params:,}; reward evaluations per tilt: {results['rows'][0][args.methods[0] + '_reward_evals']}")
+    print(f"\nMLP parameters: {n_params:,}; reward evaluations per tilt: {results['rows'][0][args.methods[0] + '_reward_evals']}; "
+          f"tilt metrics are means over {args.tilt_seeds} tilt seeds")
     print("\n| beta | floor (exact samples) | " + " | ".join(f"{m.upper()} sliced-W (tutorial)" if m in TUTORIAL["sliced_w"] else f"{m.upper()} sliced-W"
                                     for m in args.methods) + " |")
     print("|---|---|" + "---|" * len(args.methods))

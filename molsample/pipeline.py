@@ -70,8 +70,16 @@ def _digest(obj: object) -> str:
 # --------------------------------------------------------------------------- stages
 
 
-def base_data(cfg: RunConfig, system: System, mode: str, base, run_dir: Path, *, progress: bool, echo: Echo) -> torch.Tensor:
-    """Samples of the a = 0 distribution, ``(cfg.data.n, n_particles, dim)``, cached in the run folder."""
+def base_data(cfg: RunConfig, system: System, mode: str, base, run_dir: Path, *, progress: bool,
+              echo: Echo) -> torch.Tensor | Callable[[int, torch.Generator], torch.Tensor]:
+    """Samples of the a = 0 distribution, ``(cfg.data.n, n_particles, dim)``, cached in the run folder.
+
+    When the a = 0 distribution has an exact sampler (reward mode on the 2-D toys), the sampler
+    itself is returned, so that pretraining draws fresh samples at every step.
+    """
+    if mode == "reward" and system.exact_sampler() is not None:
+        echo("base data: the system's exact sampler (fresh samples at every pretraining step)")
+        return system.exact_sampler()
     cache = run_dir / "base_data.pt"
     key = _digest({"system": str(system.card_path), "mode": mode, "data": dataclasses.asdict(cfg.data),
                    "factor": cfg.temperature_factor, "seed": cfg.seed})
@@ -85,9 +93,6 @@ def base_data(cfg: RunConfig, system: System, mode: str, base, run_dir: Path, *,
     if mode == "prior":
         x = base.sample(n, generator=g, dtype=torch.float64)
         info = "base Gaussian"
-    elif mode == "reward" and system.exact_sampler() is not None:
-        x = system.exact_sampler()(n, g).to(torch.float64)
-        info = "exact sampler"
     else:
         kT0 = cfg.temperature_factor * system.kT if mode == "temperature" else system.kT
         ref = reference_samples(system, cfg.data, kT0, seed=cfg.seed, progress=progress)
@@ -100,9 +105,11 @@ def base_data(cfg: RunConfig, system: System, mode: str, base, run_dir: Path, *,
 
 def reference_samples(system: System, dcfg, kT: float, *, seed: int, progress: bool):
     """Samples at ``kT`` from the reference sampler (cached in runs/cache/reference/ by settings)."""
-    from molsample.sampling.reference import load_or_generate_reference
+    from molsample.sampling.reference import load_or_generate_reference, resolve_method
 
     settings = {k: v for k, v in (("n_steps", dcfg.steps), ("burn_in", dcfg.burn_in)) if v}
+    if resolve_method(system, dcfg.method, kT) == "exact":
+        settings = {}  # step counts of a preset mean nothing to an exact sampler
     return load_or_generate_reference(system, dcfg.n, kT=kT, method=dcfg.method, seed=seed,
                                       progress=progress, **settings)
 
@@ -122,13 +129,14 @@ def target_reference(cfg: RunConfig, system: System, reward: TiltReward, *,
     return x, e, info
 
 
-def pretrain(cfg: RunConfig, system: System, data: torch.Tensor, base, run_dir: Path, device: torch.device,
+def pretrain(cfg: RunConfig, system: System, data: torch.Tensor | Callable, base, run_dir: Path, device: torch.device,
              dtype: torch.dtype, *, progress: bool, echo: Echo) -> nn.Module:
     """Flow-matching pretraining on ``data``, cached as ``pretrained.pt`` (resumable checkpoint)."""
     spec = net_spec(cfg, system)
     fm = FlowMatchingConfig(steps=cfg.pretrain.steps, batch_size=cfg.pretrain.batch_size, lr=cfg.pretrain.lr,
                             ema_decay=cfg.pretrain.ema_decay, path=cfg.tilt.path, seed=cfg.seed)
-    key = _digest({"spec": spec, "fm": dataclasses.asdict(fm), "n": len(data), "data": float(data.sum())})
+    fingerprint = "exact sampler" if callable(data) else [len(data), float(data.sum())]
+    key = _digest({"spec": spec, "fm": dataclasses.asdict(fm), "data": fingerprint})
     out = run_dir / "pretrained.pt"
     if out.is_file():
         field, meta = load_model(out, device)
@@ -137,7 +145,8 @@ def pretrain(cfg: RunConfig, system: System, data: torch.Tensor, base, run_dir: 
             return field.to(dtype)
     torch.manual_seed(cfg.seed)
     field = build_net(spec).to(device=device, dtype=dtype)
-    hist = train_flow_matching(field, data.to(device=device, dtype=dtype), base, fm,
+    source = data if callable(data) else data.to(device=device, dtype=dtype)
+    hist = train_flow_matching(field, source, base, fm,
                                checkpoint_path=run_dir / "checkpoints" / "pretrain.pt", progress=progress)
     save_model(out, field, key=key, system=system.name, history=hist, a=0.0)
     last = hist["loss"][-1] if hist.get("loss") else float("nan")
@@ -145,12 +154,12 @@ def pretrain(cfg: RunConfig, system: System, data: torch.Tensor, base, run_dir: 
     return field
 
 
-def energy_cap(cfg: RunConfig, system: System, mode: str, data: torch.Tensor) -> float | None:
+def energy_cap(cfg: RunConfig, system: System, mode: str, data: torch.Tensor | Callable) -> float | None:
     """The soft energy cap of the reward: the configured number, or for ``"auto"`` in the
     temperature mode the highest energy of the a = 0 training data (None otherwise)."""
     if isinstance(cfg.energy_cap, (int, float)):
         return float(cfg.energy_cap)
-    if cfg.energy_cap == "none" or mode != "temperature":
+    if cfg.energy_cap == "none" or mode != "temperature" or callable(data):
         return None
     with torch.no_grad():
         e = system.energy.energy(data.to(torch.float64))
