@@ -119,7 +119,12 @@ class PretrainConfig:
 
 @dataclasses.dataclass
 class FinalConfig:
-    """Final sampling with exact log-weights, and the optional MCMC correction."""
+    """Final sampling with exact log-weights, and the optional MCMC correction.
+
+    ``reflect_chirality``: for molecules with stereocentres sampled by a reflection-invariant
+    (E(3)) network, mirror every wrong-handed sample (density and energy are unchanged, so the
+    log-weights stay valid; docs/chirality.md). Never applied to the chiral e3nn network.
+    """
 
     n_samples: int = 10000
     ode_method: str = "rk4"
@@ -127,6 +132,7 @@ class FinalConfig:
     divergence: str = "exact"
     batch_size: int = 1000
     mcmc_steps: int = 0
+    reflect_chirality: bool = True
 
 
 @dataclasses.dataclass

@@ -291,6 +291,7 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
                                device=device, progress=progress)
     if fin.divergence == "hutchinson":
         echo("warning: log-weights use the Hutchinson divergence estimator; ESS and log Z are biased")
+    chiral_attrs = fix_chirality(ws, system, field, reflect=fin.reflect_chirality, echo=echo)
 
     with RunFile(run_dir / "samples.h5", "w") as rf:
         write_samples(rf, system, ws)
@@ -299,7 +300,7 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
         rf.set_attrs(kind="tilt", system=system.name, method=cfg.tilt.method, mode=mode, seed=cfg.seed,
                      kT=system.kT, energy_unit=system.energy_unit, divergence=fin.divergence,
                      energy_evals=reward.n_energy_evals, wall_time_s=time.time() - t0,
-                     ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se)
+                     ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se, **chiral_attrs)
         if fin.mcmc_steps > 0:
             mcmc_correct(rf, system, ws.x, fin.mcmc_steps, seed=cfg.seed, progress=progress, echo=echo)
         if cfg.reference.n > 0:
@@ -322,6 +323,31 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
         energy_unit=system.energy_unit, n_nonfinite=ws.summary.n_nonfinite, levels=trainer.level,
         energy_evals=reward.n_energy_evals, wall_time_s=time.time() - t0,
     )
+
+
+def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, reflect: bool,
+                  echo: Echo) -> dict[str, float]:
+    """Chirality of the samples of a system with stereocentres (else nothing).
+
+    With ``reflect`` and a reflection-invariant network (every net but e3nn), wrong-handed samples
+    are mirrored in place: E and the model density are reflection-invariant, so logq, the energies
+    and logw stay valid. Returns run-file attributes with the fractions before the fix.
+    """
+    from molsample.chirality import chiral_centers_for_system, chirality_fractions, reflect_wrong_handed
+
+    centers = chiral_centers_for_system(system)
+    if not centers:
+        return {}
+    frac = chirality_fractions(ws.x.cpu(), centers)
+    attrs = {"chirality_reference_fraction": float(frac["reference"]), "chirality_mirror_fraction": float(frac["mirror"])}
+    echo(f"chirality: {frac['reference']:.3f} of the samples have the reference handedness, "
+         f"{frac['mirror']:.3f} the mirror image")
+    if reflect and getattr(field, "spec", {}).get("name") != "e3nn":
+        x, n_reflected = reflect_wrong_handed(ws.x.cpu(), centers)
+        ws.x = x.to(ws.x.device)
+        attrs["chirality_reflected"] = int(n_reflected)
+        echo(f"chirality: mirrored {n_reflected} wrong-handed samples (weights unchanged)")
+    return attrs
 
 
 def write_samples(rf, system: System, ws: WeightedSamples, *, append: bool = False) -> None:
@@ -371,6 +397,7 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     ws = draw_weighted_samples(field, base, reward, n, method=cfg.final.ode_method, steps=cfg.final.ode_steps,
                                divergence=cfg.final.divergence, batch_size=batch_size or cfg.final.batch_size,
                                generator=g, dtype=dtype, device=device, progress=progress)
+    fix_chirality(ws, system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)
     with RunFile(path, "a") as rf:
         write_samples(rf, system, ws, append=True)
         total = summarize(torch.as_tensor(rf.read_samples()["logw"]))

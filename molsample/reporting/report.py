@@ -249,6 +249,9 @@ def make_report(
             head[label] = t
     for key, label in (("energy_evals", "energy evaluations"), ("n_energy_evals", "energy evaluations"),
                        ("mode", "mode"), ("divergence", "divergence"), ("mcmc_acceptance", "MCMC acceptance"),
+                       ("chirality_reference_fraction", "reference-handed fraction (before fix)"),
+                       ("chirality_mirror_fraction", "mirror-image fraction (before fix)"),
+                       ("chirality_reflected", "samples mirrored to the reference handedness"),
                        ("seed", "seed"), ("created", "created")):
         if attrs.get(key) is not None and label not in head:
             head[label] = attrs[key]
