@@ -152,18 +152,22 @@ def main() -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.colors import LogNorm
 
         names = ["target", "pretrained", *args.methods]
         fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.3), constrained_layout=True)
         for ax, name in zip(axes, names):
             pts = figure_samples[name].numpy()
-            ax.hist2d(pts[:, 0], pts[:, 1], bins=80, range=[[-5.5, 5.5], [-5.5, 5.5]], cmap="viridis")
+            ax.hist2d(pts[:, 0], pts[:, 1], bins=80, range=[[-5.5, 5.5], [-5.5, 5.5]], cmap="viridis",
+                      norm=LogNorm(vmin=1, vmax=3000), cmin=1)
+            ax.set_facecolor("#f4f4f4")
             ax.set_aspect("equal")
-            title = name if name in ("target",) else f"{name}\nW={five[name][1]:.2f}" if five else name
+            title = "target (resampled exact)" if name == "target" else (
+                f"{name.upper() if name in args.methods else name}\nsliced-W {five[name][1]:.2f}" if five else name)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("x₁")
         axes[0].set_ylabel("x₂")
-        fig.suptitle("8-mode ring tilted by the bump reward, β = 5 (3000 samples each)")
+        fig.suptitle("8-mode ring tilted by the bump reward, β = 5: sample counts per bin (log scale), 3000 samples each")
         fig.savefig(args.figure, dpi=110)
         print(f"figure written to {args.figure}")
 

@@ -8,17 +8,12 @@ with optional ``[system.<name>]`` override tables) → the system card's ``[run]
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
-from molsample.errors import ConfigError, MissingFileError
+from molsample.errors import ConfigError
+from molsample.systems import read_toml
 from molsample.training.losses import METHODS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "runs" / "presets"
 PRESETS = ("smoke", "default", "paper")
@@ -228,23 +223,12 @@ def _coerce(value: Any, current: Any, field: dataclasses.Field, where: str, name
     raise ConfigError(f"{where}: '{name}' must be {hint.replace(' | None', '')}, got {value!r} ({type(value).__name__})")
 
 
-def read_toml(path: Path) -> dict:
-    """Parse a TOML file with errors naming the file and the fix."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"config file {path} does not exist; check the path")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: malformed TOML ({exc}); fix the syntax at that line") from exc
-
-
 def preset_table(preset: str, system_name: str) -> dict:
     """The preset's settings for ``system_name`` (its common keys, then ``[system.<name>]``)."""
     path = PRESETS_DIR / f"{preset}.toml"
     if not path.is_file():
         raise ConfigError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
-    table = read_toml(path)
+    table = read_toml(path, what="preset file")
     overrides = table.pop("system", {}).get(system_name, {})
     return _deep_update(table, overrides)
 
@@ -279,15 +263,14 @@ def resolve_config(
     if card is not None and isinstance(card.get("run"), dict):
         layers.append((f"system card [{name}] [run]", card["run"]))
     if config_file is not None:
-        table = read_toml(Path(config_file))
+        table = read_toml(Path(config_file), what="config file")
         table.pop("preset", None)
         layers.append((str(config_file), table))
     if overrides:
         layers.append(("command line", _drop_none(overrides)))
     for where, table in layers:
-        table = dict(table)
-        table.pop("system", None) if where != "command line" else None
-        _merge_into(cfg, table, where)
+        # the system is chosen by the command (--system); a "system" key in a file is not applied
+        _merge_into(cfg, {k: v for k, v in table.items() if k != "system"}, where)
     cfg.system = system
     return cfg.validate()
 

@@ -236,14 +236,21 @@ def available_systems() -> dict[str, Path]:
     return found
 
 
-def read_card(path: Path) -> dict:
-    """Parse a card file; malformed TOML raises :class:`ConfigError` with the file and line."""
+def read_toml(path: Path, *, what: str = "file", hint: str = "check the path") -> dict:
+    """Parse a TOML file: a missing file is a :class:`MissingFileError` (``what`` + ``hint``),
+    malformed TOML a :class:`ConfigError` naming the file and the line."""
+    path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"system card {path} does not exist; check the path or run `molsample systems`")
+        raise MissingFileError(f"{what} {path} does not exist; {hint}")
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: malformed TOML ({exc}); fix the syntax at that line") from exc
+
+
+def read_card(path: Path) -> dict:
+    """Parse a system card (see :func:`read_toml`)."""
+    return read_toml(path, what="system card", hint="check the path or run `molsample systems`")
 
 
 def resolve_card_path(name_or_path: str | os.PathLike) -> Path:

@@ -9,6 +9,7 @@ import torch
 
 from molsample import load_system
 from molsample.distributions import StandardGaussian
+from molsample.errors import ConfigError
 from molsample.energies import quadratic_reward, tilted_gaussian
 from molsample.nets.affine import AffineVelocity
 from molsample.rewards import make_reward
@@ -145,6 +146,10 @@ def test_resume_equals_uninterrupted(gauss_setup, tmp_path):
     assert resumed.level == t_full.level and resumed.a == t_full.a
     for p1, p2 in zip(full.parameters(), f2.parameters()):
         assert torch.equal(p1, p2)
+    changed = TiltMatching(copy.deepcopy(field), base, reward_for(system, scale=5.0),
+                           TiltConfig(**{**cfg, "lr": 1e-2, "grad_clip": None, "method": "etm"}), seed=1)
+    with pytest.raises(ConfigError, match="tilt.method: 'itm' → 'etm'"):
+        changed.run(checkpoint_path=ckpt, resume=True, progress=False)
     assert resumed.history.keys() == t_full.history.keys()
     for key in t_full.history:  # NaN-aware equality (the full ESS is NaN on levels where it is not computed)
         np.testing.assert_array_equal(resumed.history[key], t_full.history[key])

@@ -202,6 +202,17 @@ class TiltMatching:
         self.history = {k: list(v) for k, v in state["history"].items()}
         self.reward.n_energy_evals = int(state["reward_evals"])
 
+    #: settings that may change between an interrupted run and its resumption
+    RESUME_FREE = ("max_levels", "full_ess_every", "n_probe")
+
+    def _check_resumable(self, stored: dict, path: Path) -> None:
+        now = dataclasses.asdict(self.config)
+        changed = sorted(k for k in now if k not in self.RESUME_FREE and k in stored and stored[k] != now[k])
+        if changed:
+            diffs = ", ".join(f"tilt.{k}: {stored[k]!r} → {now[k]!r}" for k in changed)
+            raise ConfigError(f"cannot resume from {path}: the settings changed ({diffs}); restore them, "
+                              "or start a new run without --resume")
+
     def run(
         self,
         *,
@@ -217,7 +228,9 @@ class TiltMatching:
         run with the same seed.
         """
         if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-            self.load_state_dict(torch.load(checkpoint_path, map_location=self.device, weights_only=False))
+            state = torch.load(checkpoint_path, map_location=self.device, weights_only=False)
+            self._check_resumable(state.get("config", {}), checkpoint_path)
+            self.load_state_dict(state)
         bar = tqdm(total=1.0, desc=f"tilt ({self.config.method})", disable=not progress,
                    bar_format="{l_bar}{bar}| a={n:.3f} [{elapsed}<{remaining}{postfix}]")
         bar.update(self.a)
