@@ -6,6 +6,7 @@ stopped (``resume=True``) and a finished stage is never recomputed:
     runs/<run>/config.toml            resolved configuration
     runs/<run>/base_data.pt           samples of the a = 0 distribution (pretraining data)
     runs/<run>/pretrained.pt          the pretrained field (a = 0)
+    runs/<run>/checkpoints/pretrain-<key>.pt   flow-matching checkpoints (key: net, settings, data)
     runs/<run>/checkpoints/tilt.pt    the annealing loop's state after every level
     runs/<run>/model.pt               the tilted field (a = 1)
     runs/<run>/samples.h5             samples with log-weights, energies, history, config
@@ -28,9 +29,8 @@ from torch import nn
 from molsample.config import RunConfig
 from molsample.distributions import base_distribution
 from molsample.errors import PlatformError
-from molsample.io.atomic import write_text_atomic
+from molsample.io.atomic import save_torch_atomic, write_text_atomic
 from molsample.io.toml_writer import dumps_toml
-from molsample.io.atomic import save_torch_atomic
 from molsample.nets import build_net, default_net_spec, load_model, save_model
 from molsample.rewards import TiltReward, make_reward
 from molsample.sampling.ode import sample as ode_sample
@@ -147,7 +147,7 @@ def pretrain(cfg: RunConfig, system: System, data: torch.Tensor | Callable, base
     field = build_net(spec).to(device=device, dtype=dtype)
     source = data if callable(data) else data.to(device=device, dtype=dtype)
     hist = train_flow_matching(field, source, base, fm,
-                               checkpoint_path=run_dir / "checkpoints" / "pretrain.pt", progress=progress)
+                               checkpoint_path=run_dir / "checkpoints" / f"pretrain-{key}.pt", progress=progress)
     save_model(out, field, key=key, system=system.name, history=hist, a=0.0)
     last = hist["loss"][-1] if hist.get("loss") else float("nan")
     echo(f"pretraining: {cfg.pretrain.steps} steps, final loss {last:.4g}")
