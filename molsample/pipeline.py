@@ -167,13 +167,19 @@ def energy_cap(cfg: RunConfig, system: System, mode: str, data: torch.Tensor | C
     return float(e.max()) if len(e) else None
 
 
+def is_molecule(system: System) -> bool:
+    """A system with a bonded topology (a molecule), as opposed to free particles or toys."""
+    top = system.topology
+    return top is not None and top.n_bonds > 0
+
+
 def net_spec(cfg: RunConfig, system: System) -> dict:
     """The network spec from the config (``net.name`` None picks the system's default)."""
     spec = default_net_spec(system)
     if cfg.net.name is not None and cfg.net.name != spec["name"]:
         spec = {"name": cfg.net.name, "n_particles": system.n_particles, "dim": system.dim}
     spec.update(hidden=cfg.net.hidden, n_layers=cfg.net.n_layers)
-    if spec["name"] == "e3nn" and system.topology is not None:
+    if spec["name"] in ("e3nn", "egnn") and is_molecule(system):
         from molsample.nets.e3nn_net import atom_types_from_topology
 
         # every atom its own type: the flow must not treat the atoms of a molecule as interchangeable

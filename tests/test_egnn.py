@@ -206,3 +206,30 @@ def test_layer_tangent_matches_jvp(with_dh, update_h, generator):
             assert torch.allclose(dh_new[:, :, k], jh, atol=1e-12)
         else:
             assert dh_new is None
+
+
+def test_atom_types_break_permutation_symmetry_only_across_types():
+    from molsample.testing import assert_equivariant
+
+    torch.manual_seed(0)
+    types = [0, 0, 1, 1, 2]
+    net = EGNN(5, 3, hidden=16, n_layers=3, atom_types=types).double()
+    with torch.no_grad():
+        net.type_embed.weight.mul_(5.0)  # make the types matter clearly at initialization
+    x = torch.randn(4, 5, 3, dtype=torch.float64)
+    t = torch.rand(4, dtype=torch.float64)
+    f = lambda y: net(t, y)  # noqa: E731
+    assert_equivariant(f, x, permutations=False)  # still E(3)-equivariant
+    same = [1, 0, 3, 2, 4]  # swaps within types
+    torch.testing.assert_close(f(x[:, same]), f(x)[:, same])
+    across = [2, 1, 0, 3, 4]  # swaps a type-0 with a type-1 particle
+    scale = f(x).abs().max()
+    assert (f(x[:, across]) - f(x)[:, across]).abs().max() > 0.05 * scale
+    # the exact divergence still matches the autograd trace
+    v, div = net.velocity_and_divergence(t, x)
+    xg = x.clone().requires_grad_(True)
+    out = net(t, xg).reshape(4, -1)
+    tr = sum(torch.autograd.grad(out[:, k].sum(), xg, retain_graph=True)[0].reshape(4, -1)[:, k] for k in range(15))
+    torch.testing.assert_close(div, tr, atol=1e-9, rtol=1e-9)
+    rebuilt = build_net(net.spec)
+    assert rebuilt.spec["atom_types"] == types

@@ -378,6 +378,11 @@ class EGNN(nn.Module):
         n_freqs: Fourier frequencies of the time embedding ([t, sin(2^k π t), cos(2^k π t)]).
         coords_range: bound R of the coordinate weights (R·tanh(ψ/R)); ``None`` for none.
         eps: ε in the distance √(d² + ε) used by the coordinate normalization 1/(d + 1).
+        atom_types: optional integer type per particle (length n). Each type gets a learned
+            embedding added to the initial node features, so the field is permutation-equivariant
+            only among particles of the same type — needed for molecules, whose atoms are not
+            interchangeable (``molsample.nets.e3nn_net.atom_types_from_topology``). ``None``:
+            all particles alike (Lennard-Jones, DW-4).
 
     ``forward(t, x)`` takes ``t`` as a float, 0-d or ``(batch,)`` tensor and ``x: (batch, n, dim)``
     and returns the velocity ``(batch, n, dim)`` with zero mean over particles.
@@ -387,7 +392,7 @@ class EGNN(nn.Module):
     div_max_elements: int = 2**25
 
     def __init__(self, n_particles: int, dim: int = 3, hidden: int = 64, n_layers: int = 4, n_freqs: int = 4,
-                 coords_range: float | None = 15.0, eps: float = 1e-6) -> None:
+                 coords_range: float | None = 15.0, eps: float = 1e-6, atom_types: list[int] | None = None) -> None:
         super().__init__()
         if n_particles < 2:
             raise ConfigError(f"EGNN needs n_particles >= 2, got {n_particles}; use the 'mlp' net for toys")
@@ -402,6 +407,15 @@ class EGNN(nn.Module):
                            "coords_range": None if coords_range is None else float(coords_range),
                            "eps": float(eps)}
         self.time_embed = nn.Linear(1 + 2 * self.n_freqs, self.hidden)
+        self.type_embed: nn.Embedding | None = None
+        if atom_types is not None:
+            types = [int(a) for a in atom_types]
+            if len(types) != self.n_particles or min(types) < 0:
+                raise ConfigError(f"atom_types must give one non-negative integer per particle ({self.n_particles}), "
+                                  f"got {len(types)} entries")
+            self.spec["atom_types"] = types
+            self.register_buffer("atom_types", torch.tensor(types, dtype=torch.long), persistent=False)
+            self.type_embed = nn.Embedding(max(types) + 1, self.hidden)
         self.layers = nn.ModuleList(
             EGNNLayer(self.hidden, update_h=k < n_layers - 1, coords_range=coords_range, eps=eps)
             for k in range(n_layers)
@@ -416,7 +430,10 @@ class EGNN(nn.Module):
     def _h0(self, t: Tensor | float, x: Tensor) -> Tensor:
         tb = batch_time(t, x.shape[0], x)
         feats = torch.cat([tb[:, None], fourier_features(tb, self.n_freqs)], dim=-1)
-        return self.time_embed(feats)[:, None, :].expand(-1, x.shape[1], -1)
+        h = self.time_embed(feats)[:, None, :]
+        if self.type_embed is not None:
+            return h + self.type_embed(self.atom_types)[None]
+        return h.expand(-1, x.shape[1], -1)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         """Velocity ``(batch, n, dim)`` with zero mean over particles."""
