@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from molsample.sampling.weights import ess
+
 METHODS = ("itm", "etm", "wfm", "ram")
 
 
@@ -106,8 +108,7 @@ def center_reward(r: torch.Tensor, h: float, mode: str) -> torch.Tensor:
 
 def incremental_ess(r: torch.Tensor, h: float) -> float:
     """Normalized ESS of the incremental weights e^{h r} over a level's samples, in [1/n, 1]."""
-    lw = h * r
-    return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)) / lw.numel())
+    return ess(h * r)
 
 
 def choose_step(r: torch.Tensor, a: float, target_ess: float, *, h_min: float = 1e-6, tol: float = 1e-3) -> float:

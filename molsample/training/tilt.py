@@ -33,6 +33,7 @@ from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
 from molsample.rewards import TiltReward
 from molsample.sampling.ode import sample as ode_sample
+from molsample.sampling.weights import ess
 from molsample.training.losses import center_reward, choose_step, incremental_ess, tilt_loss
 
 HISTORY_KEYS = (
@@ -174,11 +175,7 @@ class TiltMatching:
                          dtype=self.dtype, device=self.device, method=self.config.ode_method,
                          steps=self.config.ode_steps, with_logq=True)
         e = self.reward.energy(res.x1).to(self.dtype)
-        logw = self.reward.log_target_from_energy(res.x1, e, a) - res.logq
-        logw = torch.where(torch.isfinite(logw), logw, torch.full_like(logw, -math.inf))
-        if not torch.isfinite(logw).any():
-            return 0.0
-        return float(torch.exp(2 * torch.logsumexp(logw, 0) - torch.logsumexp(2 * logw, 0)) / len(logw))
+        return ess(self.reward.log_target_from_energy(res.x1, e, a) - res.logq)
 
     # ------------------------------------------------------------------ loop, checkpoints
     def state_dict(self) -> dict:
