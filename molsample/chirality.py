@@ -23,6 +23,14 @@ log Z estimate that is log Z_ref (:func:`enantiomer_log_weights`). Do not fold s
 that is not reflection invariant (``E3NNVelocity`` with ``chiral=True``): its density of the
 mirror image is not q(x).
 
+The same folded target for a chiral model. Folding gives samples of the folded target
+π_f(x) = π(x) + π(Mx) = 2π(x) on the reference side, with log Z_f = log Z. A chiral model's
+samples are weighted against π_f by :func:`drop_wrong_handed_log_weights`: log w + log 2 for
+reference-handed samples, −inf (weight 0) for mirror images, which π_f does not contain. Both
+routes then have the same target, the same log Z, and :func:`enantiomer_log_weights` turns
+either into single-stereoisomer weights. The ESS of a chiral model counts its wrong-handed
+samples as wasted.
+
 Molecules with several centres: a sample whose centres are *all* inverted is the enantiomer and is
 folded; a sample with some centres inverted (a diastereomer) cannot be fixed by a reflection, is
 left as it is, counted as ``"mixed"`` and gets zero weight for the single-stereoisomer target.
@@ -52,6 +60,7 @@ __all__ = [
     "reflect_wrong_handed",
     "chirality_fractions",
     "enantiomer_log_weights",
+    "drop_wrong_handed_log_weights",
 ]
 
 #: handedness labels of a card entry whose atoms are (N, CA, C, CB): L ⟺ V > 0
@@ -240,6 +249,32 @@ def enantiomer_log_weights(logw: Tensor, x: Tensor, centers: Sequence[ChiralCent
     ref = _reference_signs(centers, reference_signs, chi.device)
     ok = (chi == ref).all(dim=1)
     return torch.where(ok, logw - math.log(2.0), torch.full_like(logw, -math.inf))
+
+
+def drop_wrong_handed_log_weights(logw: Tensor, x: Tensor, centers: Sequence[ChiralCenter],
+                                  reference_signs: Tensor | Sequence[int] | None = None) -> Tensor:
+    """Log-weights against the folded target for samples of a chiral (not reflection-invariant) model.
+
+    Args:
+        logw: ``(batch,)`` log-weights −E(x)/kT − log q(x) (or any log π − log q).
+        x: ``(batch, n_particles, 3)`` the samples (not folded).
+    Returns:
+        ``(batch,)``: ``logw + log 2`` for samples with the wanted handedness at every centre,
+        −inf for mirror images (every centre inverted), ``logw`` for the rest (diastereomers,
+        which folding leaves alone too). The target and log Z are those of a folded E(3) model
+        (module docstring); wrong-handed samples count with weight 0 in the ESS.
+    """
+    x = _check_x(x, centers)
+    if logw.shape != (x.shape[0],):
+        raise ShapeError(f"logw must have shape ({x.shape[0]},), got {tuple(logw.shape)}")
+    if not centers:
+        return logw
+    chi = chirality(x, centers).to(logw.device)
+    ref = _reference_signs(centers, reference_signs, chi.device)
+    right = (chi == ref).all(dim=1)
+    mirror = (chi == -ref).all(dim=1)
+    out = torch.where(right, logw + math.log(2.0), logw)
+    return torch.where(mirror, torch.full_like(logw, -math.inf), out)
 
 
 # --------------------------------------------------------------------------- detection

@@ -116,9 +116,10 @@ class PretrainConfig:
 class FinalConfig:
     """Final sampling with exact log-weights, and the optional MCMC correction.
 
-    ``reflect_chirality``: for molecules with stereocentres sampled by a reflection-invariant
-    (E(3)) network, mirror every wrong-handed sample (density and energy are unchanged, so the
-    log-weights stay valid; docs/chirality.md). Never applied to the chiral e3nn network.
+    ``reflect_chirality``: for molecules with stereocentres, weight the samples against the target
+    folded onto the reference stereoisomer (docs/chirality.md): a reflection-invariant (E(3))
+    network's wrong-handed samples are mirrored (density and energy are unchanged, so the
+    log-weights stay valid); the chiral e3nn network's mirror-image samples get weight 0.
     """
 
     n_samples: int = 10000

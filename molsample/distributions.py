@@ -1,8 +1,11 @@
 r"""Base distributions of the flows (t = 0).
 
-* :class:`StandardGaussian` — N(0, I) on all n·d coordinates (2-D toys, systems without CoM removal).
-* :class:`CoMFreeGaussian` — the standard Gaussian on the zero-centre-of-mass subspace
+* :class:`StandardGaussian` — N(0, σ²I) on all n·d coordinates (2-D toys, systems without CoM removal).
+* :class:`CoMFreeGaussian` — the Gaussian N(0, σ²I) restricted to the zero-centre-of-mass subspace
   {x : Σ_i x_i = 0} of (n, d) configurations, which has (n − 1)·d dimensions.
+
+σ (``std``, default 1) is the system's ``length_scale`` (see :func:`base_distribution`); the
+formulas below are for σ = 1, and a general σ adds −‖·‖²/(2σ²) scaling and −dof·log σ.
 
 CoM-free log-density. Let P = (I_n − 1 1ᵀ/n) ⊗ I_d be the orthogonal projection onto the subspace
 and U an orthonormal basis of it (Uᵀ U = I_{(n−1)d}). A sample is x = P z with z ~ N(0, I_{nd}),
@@ -22,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molsample.errors import ShapeError
+from molsample.errors import ConfigError, ShapeError
 
 __all__ = ["StandardGaussian", "CoMFreeGaussian", "base_distribution"]
 
@@ -43,12 +46,20 @@ class StandardGaussian:
 
     Args:
         event_shape: ``(n_particles, dim)`` of one configuration.
+        std: standard deviation σ of every coordinate, in the system's length unit.
     """
 
-    def __init__(self, event_shape: tuple[int, int]) -> None:
+    def __init__(self, event_shape: tuple[int, int], std: float = 1.0) -> None:
         if len(event_shape) != 2 or min(event_shape) < 1:
             raise ShapeError(f"event_shape must be (n_particles, dim) with positive entries, got {event_shape}")
+        if not (isinstance(std, (int, float)) and math.isfinite(std) and std > 0):
+            raise ConfigError(f"the base distribution's std must be a positive number, got {std!r}")
         self.event_shape: tuple[int, int] = (int(event_shape[0]), int(event_shape[1]))
+        self.std = float(std)
+
+    def _log_norm(self) -> float:
+        """½·dof·log 2π + dof·log σ."""
+        return self.dof * (0.5 * _LOG_2PI + math.log(self.std))
 
     @property
     def dof(self) -> int:
@@ -64,15 +75,16 @@ class StandardGaussian:
     def sample(self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
                device: torch.device | str | None = None) -> Tensor:
         """``n`` samples, ``(n, n_particles, dim)``."""
-        return _randn(int(n), self.event_shape, generator, dtype, device)
+        z = _randn(int(n), self.event_shape, generator, dtype, device)
+        return z if self.std == 1.0 else z * self.std
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """Log-density −½‖x‖² − ½·dof·log 2π, ``(batch,)``."""
+        """Log-density −‖x‖²/(2σ²) − ½·dof·log 2π − dof·log σ, ``(batch,)``."""
         x = self._check(x)
-        return -0.5 * (x * x).sum(dim=(1, 2)) - 0.5 * self.dof * _LOG_2PI
+        return -0.5 * (x * x).sum(dim=(1, 2)) / self.std**2 - self._log_norm()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(event_shape={self.event_shape})"
+        return f"{type(self).__name__}(event_shape={self.event_shape}, std={self.std:g})"
 
 
 class CoMFreeGaussian(StandardGaussian):
@@ -81,10 +93,10 @@ class CoMFreeGaussian(StandardGaussian):
     See the module docstring for the exact log-density.
     """
 
-    def __init__(self, n_particles: int, dim: int) -> None:
+    def __init__(self, n_particles: int, dim: int, std: float = 1.0) -> None:
         if n_particles < 2:
             raise ShapeError(f"CoMFreeGaussian needs n_particles >= 2, got {n_particles}; use StandardGaussian")
-        super().__init__((n_particles, dim))
+        super().__init__((n_particles, dim), std)
 
     @property
     def dof(self) -> int:
@@ -97,22 +109,24 @@ class CoMFreeGaussian(StandardGaussian):
         return z - z.mean(dim=1, keepdim=True)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """−½‖x − x̄‖² − ½(n − 1)·dim·log 2π, ``(batch,)``."""
+        """−‖x − x̄‖²/(2σ²) − ½(n − 1)·dim·log 2π − (n − 1)·dim·log σ, ``(batch,)``."""
         x = self._check(x)
         xc = x - x.mean(dim=1, keepdim=True)
-        return -0.5 * (xc * xc).sum(dim=(1, 2)) - 0.5 * self.dof * _LOG_2PI
+        return -0.5 * (xc * xc).sum(dim=(1, 2)) / self.std**2 - self._log_norm()
 
     def __repr__(self) -> str:
         n, d = self.event_shape
-        return f"{type(self).__name__}(n_particles={n}, dim={d})"
+        return f"{type(self).__name__}(n_particles={n}, dim={d}, std={self.std:g})"
 
 
 def base_distribution(system: Any) -> StandardGaussian | CoMFreeGaussian:
     """The base distribution of a :class:`~molsample.systems.System`.
 
-    :class:`CoMFreeGaussian` when ``system.remove_com`` (particle systems), else :class:`StandardGaussian`.
+    :class:`CoMFreeGaussian` when ``system.remove_com`` (particle systems), else :class:`StandardGaussian`,
+    with std = ``system.length_scale`` (the card's ``length_scale``, default 1).
     """
     n, d = system.event_shape
+    std = float(getattr(system, "length_scale", 1.0))
     if getattr(system, "remove_com", False) and n > 1:
-        return CoMFreeGaussian(n, d)
-    return StandardGaussian((n, d))
+        return CoMFreeGaussian(n, d, std)
+    return StandardGaussian((n, d), std)

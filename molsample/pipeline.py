@@ -167,24 +167,9 @@ def energy_cap(cfg: RunConfig, system: System, mode: str, data: torch.Tensor | C
     return float(e.max()) if len(e) else None
 
 
-def is_molecule(system: System) -> bool:
-    """A system with a bonded topology (a molecule), as opposed to free particles or toys."""
-    top = system.topology
-    return top is not None and top.n_bonds > 0
-
-
 def net_spec(cfg: RunConfig, system: System) -> dict:
     """The network spec from the config (``net.name`` None picks the system's default)."""
-    spec = default_net_spec(system)
-    if cfg.net.name is not None and cfg.net.name != spec["name"]:
-        spec = {"name": cfg.net.name, "n_particles": system.n_particles, "dim": system.dim}
-    spec.update(hidden=cfg.net.hidden, n_layers=cfg.net.n_layers)
-    if spec["name"] in ("e3nn", "egnn") and is_molecule(system):
-        from molsample.nets.e3nn_net import atom_types_from_topology
-
-        # every atom its own type: the flow must not treat the atoms of a molecule as interchangeable
-        spec["atom_types"] = atom_types_from_topology(system.topology, by="index")
-    return spec
+    return default_net_spec(system, cfg.net.name, hidden=cfg.net.hidden, n_layers=cfg.net.n_layers)
 
 
 @dataclasses.dataclass
@@ -204,27 +189,54 @@ class WeightedSamples:
     summary: WeightSummary
 
 
+def _field_fingerprint(field: nn.Module) -> list[float]:
+    """Cheap identity of a field's weights (sums of |θ| and θ over all parameters)."""
+    with torch.no_grad():
+        params = [p.detach().double() for p in field.parameters()]
+        return [float(sum(p.abs().sum() for p in params)), float(sum(p.sum() for p in params))]
+
+
 @torch.no_grad()
 def draw_weighted_samples(
     field: nn.Module, base, reward: TiltReward, n: int, *, method: str, steps: int, divergence: str = "exact",
     batch_size: int = 1000, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu", progress: bool = False,
+    device: torch.device | str = "cpu", progress: bool = False, checkpoint: Path | None = None,
 ) -> WeightedSamples:
     """Sample the field with exact log-likelihoods and weight against the a = 1 target.
 
     logw = log π(x) − log q(x) with log π the unnormalized target (−E/kT, times e^{βr} in reward
-    mode). Batches of ``batch_size`` bound memory.
+    mode). Batches of ``batch_size`` bound memory. With ``checkpoint``, the batches done so far
+    (and the generator state) are saved there atomically after each batch, and a later call with
+    the same field and settings continues from them: the result equals an uninterrupted call.
+    The file is removed at the end.
     """
     from tqdm.auto import tqdm
 
     xs, logqs, es = [], [], []
-    for start in tqdm(range(0, n, batch_size), desc="final samples", disable=not progress):
+    key = _digest({"n": n, "method": method, "steps": steps, "divergence": divergence, "batch_size": batch_size,
+                   "dtype": str(dtype), "field": _field_fingerprint(field), "spec": getattr(field, "spec", None),
+                   "generator": None if generator is None else generator.initial_seed()})
+    if checkpoint is not None and Path(checkpoint).is_file():
+        blob = torch.load(checkpoint, weights_only=False)
+        if blob.get("key") == key:
+            xs, logqs, es = blob["x"], blob["logq"], blob["energy"]
+            if generator is not None:
+                generator.set_state(blob["generator"])
+    done = sum(len(b) for b in xs)
+    reward.n_energy_evals += done  # the energies of those batches were evaluated by the interrupted call
+    for start in tqdm(range(done, n, batch_size), desc="final samples", disable=not progress,
+                      initial=done // batch_size, total=-(-n // batch_size)):
         m = min(batch_size, n - start)
         res = ode_sample(field, base, m, generator=generator, dtype=dtype, device=device, method=method,
                          steps=steps, with_logq=True, divergence=divergence)
         xs.append(res.x1.detach())
         logqs.append(res.logq.detach())
         es.append(reward.energy(res.x1).detach())
+        if checkpoint is not None and start + m < n:
+            save_torch_atomic({"key": key, "x": xs, "logq": logqs, "energy": es,
+                               "generator": None if generator is None else generator.get_state()}, checkpoint)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     x, logq, e = torch.cat(xs), torch.cat(logqs).double(), torch.cat(es).double()
     logw = log_weights(-reward.log_final_target(x.double(), e), logq)
     return WeightedSamples(x=x, logq=logq, energy=e, logw=logw, summary=summarize(logw))
@@ -294,7 +306,7 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
     fin = cfg.final
     ws = draw_weighted_samples(field, base, reward, fin.n_samples, method=fin.ode_method, steps=fin.ode_steps,
                                divergence=fin.divergence, batch_size=fin.batch_size, generator=g, dtype=dtype,
-                               device=device, progress=progress)
+                               device=device, progress=progress, checkpoint=run_dir / "checkpoints" / "final.pt")
     if fin.divergence == "hutchinson":
         echo("warning: log-weights use the Hutchinson divergence estimator; ESS and log Z are biased")
     chiral_attrs = fix_chirality(ws, system, field, reflect=fin.reflect_chirality, echo=echo)
@@ -335,11 +347,16 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
                   echo: Echo) -> dict[str, float]:
     """Chirality of the samples of a system with stereocentres (else nothing).
 
-    With ``reflect`` and a reflection-invariant network (every net but e3nn), wrong-handed samples
-    are mirrored in place: E and the model density are reflection-invariant, so logq, the energies
-    and logw stay valid. Returns run-file attributes with the fractions before the fix.
+    With ``reflect``, the samples are weighted against the target folded onto the reference
+    stereoisomer (docs/chirality.md). For a reflection-invariant net (every net but the chiral
+    e3nn) wrong-handed samples are mirrored in place; E and the model density are
+    reflection-invariant, so logq, the energies and logw stay valid. For a chiral net the
+    mirror-image samples get weight 0 and the others log 2 more
+    (:func:`~molsample.chirality.drop_wrong_handed_log_weights`); the ESS counts the dropped ones
+    as wasted. Returns run-file attributes with the fractions before the fix.
     """
-    from molsample.chirality import chiral_centers_for_system, chirality_fractions, reflect_wrong_handed
+    from molsample.chirality import (chiral_centers_for_system, chirality_fractions, drop_wrong_handed_log_weights,
+                                     reflect_wrong_handed)
 
     centers = chiral_centers_for_system(system)
     if not centers:
@@ -348,7 +365,16 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
     attrs = {"chirality_reference_fraction": float(frac["reference"]), "chirality_mirror_fraction": float(frac["mirror"])}
     echo(f"chirality: {frac['reference']:.3f} of the samples have the reference handedness, "
          f"{frac['mirror']:.3f} the mirror image")
-    if reflect and getattr(field, "spec", {}).get("name") != "e3nn":
+    if not reflect:
+        return attrs
+    spec = getattr(field, "spec", {})
+    if spec.get("name") == "e3nn" and spec.get("chiral", True):
+        ws.logw = drop_wrong_handed_log_weights(ws.logw, ws.x.cpu(), centers)
+        ws.summary = summarize(ws.logw)
+        n_dropped = round(frac["mirror"] * frac["n"])
+        attrs["chirality_dropped"] = int(n_dropped)
+        echo(f"chirality: gave the {n_dropped} mirror-image samples of the chiral net weight 0")
+    else:
         x, n_reflected = reflect_wrong_handed(ws.x.cpu(), centers)
         ws.x = x.to(ws.x.device)
         attrs["chirality_reflected"] = int(n_reflected)

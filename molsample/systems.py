@@ -55,6 +55,9 @@ class System:
         convention: how the energy is defined (e.g. the LJ pair convention), for docs and files.
         card: the parsed card (all keys, including ones molsample does not interpret).
         card_path: where the card was read from.
+        length_scale: the length unit of the flows, in the energy's length unit: the base Gaussian
+            has this std per coordinate and the velocity net sees x / length_scale (card key
+            ``length_scale``, default 1; about the per-coordinate std of the data suits best).
     """
 
     name: str
@@ -67,6 +70,7 @@ class System:
     convention: str = ""
     card: dict = dataclasses.field(default_factory=dict)
     card_path: Path | None = None
+    length_scale: float = 1.0
 
     @property
     def n_particles(self) -> int:
@@ -303,6 +307,10 @@ def system_from_card(card: dict, card_path: Path) -> System:
     if not isinstance(remove_com, bool):
         raise ConfigError(f"{card_path}: remove_com must be true or false, got {remove_com!r}")
 
+    length_scale = card.get("length_scale", 1.0)
+    if not isinstance(length_scale, (int, float)) or isinstance(length_scale, bool) or not 0 < length_scale < float("inf"):
+        raise ConfigError(f"{card_path}: length_scale must be a positive number (the flows' length unit), got {length_scale!r}")
+
     topology = getattr(energy, "topology", None)
     if topology is None and etype in ("lennard_jones",) and energy.dim == 3:
         from molsample.topology import particle_topology
@@ -320,6 +328,7 @@ def system_from_card(card: dict, card_path: Path) -> System:
         convention=str(card.get("convention", "")),
         card=card,
         card_path=card_path,
+        length_scale=float(length_scale),
     )
 
 

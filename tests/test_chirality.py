@@ -15,6 +15,7 @@ from molsample.chirality import (
     chiral_centers_from_topology,
     chirality,
     chirality_fractions,
+    drop_wrong_handed_log_weights,
     enantiomer_log_weights,
     reflect_wrong_handed,
     signed_volumes,
@@ -275,3 +276,37 @@ def test_shape_and_argument_errors(x_l: torch.Tensor) -> None:
         reflect_wrong_handed(x_l, centers, reference_signs=[1, 1])
     with pytest.raises(ConfigError, match="distinct"):
         ChiralCenter(1, (1, 2, 3))
+
+
+@pytest.mark.parametrize("p_right", [0.5, 0.85])
+def test_dropping_wrong_handed_samples_of_a_chiral_model_keeps_log_z(p_right: float,
+                                                                     generator: torch.Generator) -> None:
+    # a chiral model with a known density: CoM-free Gaussian samples, folded to the reference side,
+    # then mirrored with probability 1 − p, so q = 2p·N on the reference side and 2(1 − p)·N on the mirror side
+    n_particles, sigma, n = 6, 0.9, 40000
+    base = CoMFreeGaussian(n_particles, 3)
+    centers = [ChiralCenter(center=0, neighbors=(1, 2, 3))]
+    x, _ = reflect_wrong_handed(base.sample(n, generator=generator, dtype=torch.float64), centers)
+    flip = torch.rand(n, generator=generator, dtype=torch.float64) > p_right
+    x = torch.where(flip[:, None, None], 2 * x.mean(1, keepdim=True) - x, x)
+    right = (chirality(x, centers) == 1)[:, 0]
+    logq = base.log_prob(x) + torch.where(right, math.log(2 * p_right), math.log(2 * (1 - p_right)))
+    xc = x - x.mean(1, keepdim=True)
+    logw = -(xc * xc).sum((1, 2)) / (2 * sigma**2) - logq
+    lw = drop_wrong_handed_log_weights(logw, x, centers)
+    assert torch.equal(torch.isfinite(lw), right)  # mirror images get weight 0
+    exact = 0.5 * base.dof * math.log(2 * math.pi * sigma**2)  # log Z of the folded target = log Z
+    assert abs(float(torch.logsumexp(lw, 0)) - math.log(n) - exact) < 0.03
+    # and the single-enantiomer weights of the result estimate log Z − log 2, as for a folded E(3) model
+    l_ref = enantiomer_log_weights(lw, x, centers)
+    assert abs(float(torch.logsumexp(l_ref, 0)) - math.log(n) - (exact - math.log(2.0))) < 0.03
+
+
+def test_dropping_leaves_diastereomers_alone(generator: torch.Generator) -> None:
+    x, centers = _two_centres(generator, 3)
+    enantiomer = 2 * x[1:2].mean(1, keepdim=True) - x[1:2]
+    diastereomer = x[2:3].clone()
+    diastereomer[:, 5:8] = 2 * diastereomer[:, 4:5] - diastereomer[:, 5:8]
+    batch = torch.cat([x[0:1], enantiomer, diastereomer])
+    lw = drop_wrong_handed_log_weights(torch.zeros(3, dtype=torch.float64), batch, centers)
+    assert lw.tolist() == [math.log(2.0), -math.inf, 0.0]

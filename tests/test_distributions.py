@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from molsample.distributions import CoMFreeGaussian, StandardGaussian, base_distribution
-from molsample.errors import ShapeError
+from molsample.errors import ConfigError, ShapeError
 from molsample.systems import load_system
 
 
@@ -77,3 +77,30 @@ def test_shape_errors():
 def test_base_distribution_of_systems(name, cls, dof):
     base = base_distribution(load_system(name))
     assert type(base) is cls and base.dof == dof
+
+
+@pytest.mark.parametrize("std", [0.17, 2.5])
+def test_std_scales_samples_and_log_density(std, generator):
+    """A base of std σ is the unit base pushed through x ↦ σx: log q_σ(σx) = log q_1(x) − dof·log σ."""
+    for unit, scaled in ((StandardGaussian((3, 2)), StandardGaussian((3, 2), std)),
+                         (CoMFreeGaussian(5, 3), CoMFreeGaussian(5, 3, std))):
+        x = unit.sample(7, generator=generator, dtype=torch.float64)
+        assert torch.allclose(scaled.log_prob(std * x), unit.log_prob(x) - unit.dof * math.log(std))
+        a = scaled.sample(4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        b = unit.sample(4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        assert torch.allclose(a, std * b)
+    ref = torch.distributions.Normal(0.0, std).log_prob(x := torch.randn(3, 3, 2, generator=generator, dtype=torch.float64))
+    assert torch.allclose(StandardGaussian((3, 2), std).log_prob(x), ref.sum(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("std", [0.0, -1.0, float("nan"), "1"])
+def test_bad_std(std):
+    with pytest.raises(ConfigError, match="std must be a positive number"):
+        CoMFreeGaussian(3, 3, std)
+
+
+def test_base_distribution_takes_the_card_length_scale():
+    assert base_distribution(load_system("lj13")).std == 1.0
+    aldp = load_system("aldp")
+    base = base_distribution(aldp)
+    assert base.std == aldp.length_scale != 1.0

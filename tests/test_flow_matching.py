@@ -191,3 +191,20 @@ def test_pretrain_user_errors(tmp_path, capsys):
     if not torch.cuda.is_available():
         code, _, err = run_cli(["pretrain", "--system", "ring2d", "--out", str(tmp_path), "--device", "cuda"], capsys)
         assert code == 2 and "CUDA is not available" in err and "--device cpu" in err
+
+
+def test_ema_warm_up_forgets_the_initial_weights(tmp_path):
+    """At decay 0.999 a constant-decay average after 100 steps is still 90 % initial weights."""
+    from molsample.training.flow_matching import ema_decay_at
+
+    assert ema_decay_at(1, 0.999) == pytest.approx(2 / 11) and ema_decay_at(10**6, 0.999) == 0.999
+    torch.manual_seed(3)
+    init = torch.nn.utils.parameters_to_vector(MLPVelocity(hidden=16, n_layers=2).parameters()).detach().clone()
+    net, _ = _small_run(tmp_path, 100, ema_decay=0.999)
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    final_raw = torch.cat([v.reshape(-1) for v in state["field"].values()])
+    ema = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
+    moved = (final_raw - init).norm()
+    assert moved > 0.1
+    assert (ema - init).norm() > 0.7 * moved  # the average sits near the trained weights, not the initial ones
+    assert (ema - final_raw).norm() < 0.5 * moved

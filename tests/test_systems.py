@@ -124,3 +124,16 @@ def test_cli_energy_of_minimum(tmp_path, data_dir):
     e = float(proc.stdout.split()[1])
     c = x - x.mean(0)
     assert e == pytest.approx(2 * -44.326801 + 0.5 * (c**2).sum(), rel=1e-6)
+
+
+@pytest.mark.parametrize("value", ["0.0", "-0.2", '"big"', "true"])
+def test_bad_length_scale_names_the_key(tmp_path, value):
+    text = f'kT = 1.0\nlength_scale = {value}\n[energy]\ntype = "lennard_jones"\nn_particles = 13\n'
+    with pytest.raises(ConfigError, match="length_scale must be a positive number"):
+        load_system(write(tmp_path, text))
+
+
+def test_length_scale_default_and_card_value(tmp_path):
+    assert load_system("lj13").length_scale == 1.0
+    text = 'kT = 1.0\nlength_scale = 0.3\n[energy]\ntype = "lennard_jones"\nn_particles = 13\n'
+    assert load_system(write(tmp_path, text)).length_scale == 0.3

@@ -112,13 +112,7 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
         data = lambda n, g: sampler(n, g).to(torch.float32)  # noqa: E731
         source = "exact sampler"
 
-    spec = default_net_spec(system)
-    if net_name is not None and net_name != spec["name"]:
-        spec = {"name": net_name, "n_particles": system.n_particles, "dim": system.dim}
-    if hidden is not None:
-        spec["hidden"] = hidden
-    if layers is not None:
-        spec["n_layers"] = layers
+    spec = default_net_spec(system, net_name, hidden=hidden, n_layers=layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         field = build_net(spec)

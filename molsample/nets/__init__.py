@@ -43,6 +43,9 @@ def _net_class(name: str) -> type[nn.Module]:
 def build_net(spec: dict) -> nn.Module:
     """Build a velocity net from its ``spec`` (``{"name": "egnn" | "mlp" | …, **constructor args}``).
 
+    A ``"length_scale"`` σ ≠ 1 in the spec wraps the net in :class:`~molsample.nets.scaled.ScaledVelocity`
+    (the net sees x / σ).
+
     Raises:
         ConfigError: an unknown name or an argument the net does not take.
     """
@@ -50,19 +53,48 @@ def build_net(spec: dict) -> nn.Module:
         raise ConfigError(f"a net spec must be a dict with a 'name' key, got {spec!r}")
     kwargs = dict(spec)
     name = str(kwargs.pop("name")).lower()
+    length_scale = kwargs.pop("length_scale", 1.0)
     cls = _net_class(name)
     try:
-        return cls(**kwargs)
+        net = cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"bad arguments for net '{name}': {exc}; see help({cls.__name__})") from exc
+    if length_scale != 1.0:
+        from molsample.nets.scaled import ScaledVelocity
+
+        net = ScaledVelocity(net, length_scale)
+    return net
 
 
-def default_net_spec(system: Any) -> dict:
-    """An EGNN (hidden 64, 4 layers) for particle systems (n_particles > 1), the tutorial MLP for toys."""
+def default_net_spec(system: Any, name: str | None = None, *, hidden: int | None = None,
+                     n_layers: int | None = None) -> dict:
+    """The spec of the velocity net for ``system``.
+
+    ``name`` None picks an EGNN (hidden 64, 4 layers) for particle systems (n_particles > 1) and the
+    tutorial MLP for toys; another name gets that net's defaults. For molecules (a topology with
+    bonds) the EGNN and e3nn nets get one atom type per atom, since a molecule's atoms are not
+    interchangeable. The system's ``length_scale`` ≠ 1 goes into the spec (see :mod:`molsample.nets.scaled`).
+    """
     n, d = system.event_shape
     if n > 1:
-        return {"name": "egnn", "n_particles": int(n), "dim": int(d), "hidden": 64, "n_layers": 4}
-    return {"name": "mlp", "n_particles": 1, "dim": int(d), "hidden": 128, "n_freqs": 8, "n_layers": 3}
+        spec: dict = {"name": "egnn", "n_particles": int(n), "dim": int(d), "hidden": 64, "n_layers": 4}
+    else:
+        spec = {"name": "mlp", "n_particles": 1, "dim": int(d), "hidden": 128, "n_freqs": 8, "n_layers": 3}
+    if name is not None and name.lower() != spec["name"]:
+        spec = {"name": name.lower(), "n_particles": int(n), "dim": int(d)}
+    if hidden is not None:
+        spec["hidden"] = int(hidden)
+    if n_layers is not None:
+        spec["n_layers"] = int(n_layers)
+    topology = getattr(system, "topology", None)
+    if spec["name"] in ("e3nn", "egnn") and topology is not None and topology.n_bonds > 0:
+        from molsample.nets.e3nn_net import atom_types_from_topology
+
+        spec["atom_types"] = atom_types_from_topology(topology, by="index")
+    length_scale = float(getattr(system, "length_scale", 1.0))
+    if length_scale != 1.0:
+        spec["length_scale"] = length_scale
+    return spec
 
 
 def save_model(file: str | os.PathLike, net: nn.Module, /, **meta: Any) -> Path:

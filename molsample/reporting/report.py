@@ -252,6 +252,7 @@ def make_report(
                        ("chirality_reference_fraction", "reference-handed fraction (before fix)"),
                        ("chirality_mirror_fraction", "mirror-image fraction (before fix)"),
                        ("chirality_reflected", "samples mirrored to the reference handedness"),
+                       ("chirality_dropped", "mirror-image samples given weight 0"),
                        ("seed", "seed"), ("created", "created")):
         if attrs.get(key) is not None and label not in head:
             head[label] = attrs[key]

@@ -24,7 +24,7 @@ from molsample.errors import ConfigError, RunFileError, ShapeError
 from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
 
-__all__ = ["FlowMatchingConfig", "flow_matching_loss", "train_flow_matching"]
+__all__ = ["FlowMatchingConfig", "ema_decay_at", "flow_matching_loss", "train_flow_matching"]
 
 #: data: a tensor (N, n, d) to draw batches from, or a sampler (n, generator) -> (n, n, d)
 Data = Tensor | Callable[[int, torch.Generator], Tensor]
@@ -39,7 +39,8 @@ class FlowMatchingConfig:
         batch_size: samples per step.
         lr: Adam learning rate.
         ema_decay: decay of an exponential moving average of the weights (``None``: off); the
-            average is copied into the field at the end.
+            average is copied into the field at the end. The decay warms up as
+            :func:`ema_decay_at`, so that the average forgets the random initial weights.
         path: interpolant name (``"linear"`` or ``"trig"``).
         checkpoint_every: steps between checkpoints (when a checkpoint path is given).
         seed: seed of the generator that draws batches, base samples and times.
@@ -83,6 +84,17 @@ def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: T
 
 # config fields that must agree between a checkpoint and the run resuming it
 _RESUME_KEYS = ("batch_size", "lr", "ema_decay", "path", "seed", "grad_clip")
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """The EMA decay after optimizer step ``step`` (1-based): min(decay, (1 + step)/(10 + step)).
+
+    A constant decay keeps a share decay^k of the initial weights after k steps: 5 % after 3,000
+    steps at 0.999. On alanine dipeptide that share raised the median sample energy of an EGNN
+    from 1.2e3 to 1.1e4 kJ/mol. The warm-up makes the share after k steps (k ≥ 1) at most
+    ∏_{j ≤ k} (1 + j)/(10 + j) (2e-12 after 100 steps).
+    """
+    return min(float(decay), (1.0 + step) / (10.0 + step))
 
 
 def train_flow_matching(
@@ -212,7 +224,7 @@ def train_flow_matching(
         if ema is not None:
             with torch.no_grad():
                 for pe, p in zip(ema.parameters(), field.parameters(), strict=True):
-                    pe.lerp_(p, 1.0 - config.ema_decay)
+                    pe.lerp_(p, 1.0 - ema_decay_at(step + 1, config.ema_decay))
         value = float(loss.detach())
         history["step"].append(step + 1)
         history["loss"].append(value)
