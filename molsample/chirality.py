@@ -226,6 +226,21 @@ def chirality_fractions(x: Tensor, centers: Sequence[ChiralCenter],
     }
 
 
+def _right_and_mirror(logw: Tensor, x: Tensor, centers: Sequence[ChiralCenter],
+                      reference_signs: Tensor | Sequence[int] | None) -> tuple[Tensor, Tensor]:
+    """Checked shapes, then ``(right, mirror)`` boolean ``(batch,)`` masks on ``logw``'s device:
+    every centre as wanted / every centre inverted (both all-False without centres)."""
+    x = _check_x(x, centers)
+    if logw.shape != (x.shape[0],):
+        raise ShapeError(f"logw must have shape ({x.shape[0]},), got {tuple(logw.shape)}")
+    if not centers:
+        none = torch.zeros(x.shape[0], dtype=torch.bool, device=logw.device)
+        return none, none
+    chi = chirality(x, centers).to(logw.device)
+    ref = _reference_signs(centers, reference_signs, chi.device)
+    return (chi == ref).all(dim=1), (chi == -ref).all(dim=1)
+
+
 def enantiomer_log_weights(logw: Tensor, x: Tensor, centers: Sequence[ChiralCenter],
                            reference_signs: Tensor | Sequence[int] | None = None) -> Tensor:
     """Log-weights for the single-stereoisomer target after :func:`reflect_wrong_handed`.
@@ -240,14 +255,9 @@ def enantiomer_log_weights(logw: Tensor, x: Tensor, centers: Sequence[ChiralCent
         Self-normalized weights and ESS are those of ``logw`` over the kept samples;
         ``logsumexp(result) − log n`` estimates log Z of the single stereoisomer (= log Z − log 2).
     """
-    x = _check_x(x, centers)
-    if logw.shape != (x.shape[0],):
-        raise ShapeError(f"logw must have shape ({x.shape[0]},), got {tuple(logw.shape)}")
+    ok, _ = _right_and_mirror(logw, x, centers, reference_signs)
     if not centers:
         return logw
-    chi = chirality(x, centers).to(logw.device)
-    ref = _reference_signs(centers, reference_signs, chi.device)
-    ok = (chi == ref).all(dim=1)
     return torch.where(ok, logw - math.log(2.0), torch.full_like(logw, -math.inf))
 
 
@@ -264,15 +274,9 @@ def drop_wrong_handed_log_weights(logw: Tensor, x: Tensor, centers: Sequence[Chi
         which folding leaves alone too). The target and log Z are those of a folded E(3) model
         (module docstring); wrong-handed samples count with weight 0 in the ESS.
     """
-    x = _check_x(x, centers)
-    if logw.shape != (x.shape[0],):
-        raise ShapeError(f"logw must have shape ({x.shape[0]},), got {tuple(logw.shape)}")
+    right, mirror = _right_and_mirror(logw, x, centers, reference_signs)
     if not centers:
         return logw
-    chi = chirality(x, centers).to(logw.device)
-    ref = _reference_signs(centers, reference_signs, chi.device)
-    right = (chi == ref).all(dim=1)
-    mirror = (chi == -ref).all(dim=1)
     out = torch.where(right, logw + math.log(2.0), logw)
     return torch.where(mirror, torch.full_like(logw, -math.inf), out)
 

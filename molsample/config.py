@@ -104,12 +104,13 @@ class DataConfig:
 
 @dataclasses.dataclass
 class PretrainConfig:
-    """Flow-matching pretraining on the a = 0 samples."""
+    """Flow-matching pretraining on the a = 0 samples (``lr_schedule``: constant | cosine)."""
 
     steps: int = 5000
     batch_size: int = 256
     lr: float = 1e-3
     ema_decay: float | None = None
+    lr_schedule: str = "constant"
 
 
 @dataclasses.dataclass

@@ -134,7 +134,8 @@ def pretrain(cfg: RunConfig, system: System, data: torch.Tensor | Callable, base
     """Flow-matching pretraining on ``data``, cached as ``pretrained.pt`` (resumable checkpoint)."""
     spec = net_spec(cfg, system)
     fm = FlowMatchingConfig(steps=cfg.pretrain.steps, batch_size=cfg.pretrain.batch_size, lr=cfg.pretrain.lr,
-                            ema_decay=cfg.pretrain.ema_decay, path=cfg.tilt.path, seed=cfg.seed)
+                            ema_decay=cfg.pretrain.ema_decay, path=cfg.tilt.path, seed=cfg.seed,
+                            lr_schedule=cfg.pretrain.lr_schedule)
     fingerprint = "exact sampler" if callable(data) else [len(data), float(data.sum())]
     key = _digest({"spec": spec, "fm": dataclasses.asdict(fm), "data": fingerprint})
     out = run_dir / "pretrained.pt"

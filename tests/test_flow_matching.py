@@ -208,3 +208,26 @@ def test_ema_warm_up_forgets_the_initial_weights(tmp_path):
     assert moved > 0.1
     assert (ema - init).norm() > 0.7 * moved  # the average sits near the trained weights, not the initial ones
     assert (ema - final_raw).norm() < 0.5 * moved
+
+
+def test_cosine_schedule_values_resume_and_errors(tmp_path):
+    cfg = FlowMatchingConfig(steps=100, lr=1e-3, lr_schedule="cosine")
+    assert cfg.lr_at(0) == pytest.approx(1e-3) and cfg.lr_at(50) == pytest.approx(5e-4)
+    assert cfg.lr_at(100) == pytest.approx(0.0, abs=1e-12) and FlowMatchingConfig(lr=2e-3).lr_at(70) == 2e-3
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        FlowMatchingConfig(lr_schedule="linear").validate()
+    ref, _ = _small_run(tmp_path / "a", 40, lr_schedule="cosine")
+
+    def stop(step, loss):
+        if step == 30:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        _small_run(tmp_path / "b", 40, callback=stop, lr_schedule="cosine")
+    resumed, _ = _small_run(tmp_path / "b", 40, lr_schedule="cosine")
+    for p, q in zip(ref.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ConfigError, match="steps"):  # a cosine schedule spans all steps
+        _small_run(tmp_path / "b", 60, lr_schedule="cosine")
+    constant, _ = _small_run(tmp_path / "c", 40)
+    assert any(not torch.equal(p, q) for p, q in zip(ref.parameters(), constant.parameters()))

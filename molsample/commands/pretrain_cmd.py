@@ -70,7 +70,9 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
 @click.option("--steps", type=int, default=5000, show_default=True, help="Gradient steps.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--net", "net_name", type=click.Choice(["egnn", "mlp"]), default=None,
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="cosine: the learning rate falls to 0 at the last step.")
+@click.option("--net", "net_name", type=click.Choice(["egnn", "e3nn", "mlp"]), default=None,
               help="Velocity net (default: egnn for particle systems, mlp for 2-D toys).")
 @click.option("--hidden", type=int, default=None, help="Hidden width (default: 64 egnn, 128 mlp).")
 @click.option("--layers", type=int, default=None, help="Number of layers (default: 4 egnn, 3 mlp).")
@@ -86,7 +88,7 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
               help="Continue from OUT/checkpoint.pt when it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, batch_size: int, lr: float,
-             net_name: str | None, hidden: int | None, layers: int | None, path_name: str, seed: int, device: str,
+             lr_schedule: str, net_name: str | None, hidden: int | None, layers: int | None, path_name: str, seed: int, device: str,
              ema: float | None, checkpoint_every: int, resume: bool, quiet: bool) -> None:
     """Train a velocity net by flow matching and write OUT/model.pt."""
     from molsample.distributions import base_distribution
@@ -118,8 +120,8 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
         field = build_net(spec)
     field.to(dev)
 
-    config = FlowMatchingConfig(steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema, path=path_name,
-                                checkpoint_every=checkpoint_every, seed=seed)
+    config = FlowMatchingConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema_decay=ema,
+                                path=path_name, checkpoint_every=checkpoint_every, seed=seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in field.parameters())

@@ -10,6 +10,7 @@ an interrupted run resumed from its checkpoint ends with the same weights as an 
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ class FlowMatchingConfig:
         checkpoint_every: steps between checkpoints (when a checkpoint path is given).
         seed: seed of the generator that draws batches, base samples and times.
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
+        lr_schedule: ``"constant"`` or ``"cosine"`` (lr·½(1 + cos(π k/steps)) at step k, so it
+            falls to 0 at the last step).
     """
 
     steps: int = 5000
@@ -55,6 +58,7 @@ class FlowMatchingConfig:
     checkpoint_every: int = 1000
     seed: int = 0
     grad_clip: float | None = None
+    lr_schedule: str = "constant"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for out-of-range values."""
@@ -66,7 +70,15 @@ class FlowMatchingConfig:
             raise ConfigError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
         get_path(self.path)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based)."""
+        if self.lr_schedule == "cosine" and self.steps > 0:
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * step / self.steps))
+        return self.lr
 
 
 def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
@@ -83,7 +95,10 @@ def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: T
 
 
 # config fields that must agree between a checkpoint and the run resuming it
-_RESUME_KEYS = ("batch_size", "lr", "ema_decay", "path", "seed", "grad_clip")
+_RESUME_KEYS = ("batch_size", "lr", "ema_decay", "path", "seed", "grad_clip", "lr_schedule")
+
+#: learning-rate schedules of :class:`FlowMatchingConfig`
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def ema_decay_at(step: int, decay: float) -> float:
@@ -169,7 +184,9 @@ def train_flow_matching(
         except Exception as exc:  # noqa: BLE001
             raise RunFileError(f"cannot read checkpoint {ckpt}: {exc}; delete it to start over") from exc
         saved = state.get("config", {})
-        diff = {k: (saved.get(k), getattr(config, k)) for k in _RESUME_KEYS if saved.get(k) != getattr(config, k)}
+        keys = _RESUME_KEYS + (("steps",) if config.lr_schedule == "cosine" else ())  # the schedule spans all steps
+        diff = {k: (saved.get(k, "constant" if k == "lr_schedule" else None), getattr(config, k)) for k in keys}
+        diff = {k: v for k, v in diff.items() if v[0] != v[1]}
         if diff:
             raise ConfigError(
                 f"checkpoint {ckpt} was written with different settings {diff} (saved, now); "
@@ -218,6 +235,9 @@ def train_flow_matching(
         loss = flow_matching_loss(field, path, x0, x1, t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if config.lr_schedule != "constant":
+            for group in opt.param_groups:
+                group["lr"] = config.lr_at(step)
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
         opt.step()
