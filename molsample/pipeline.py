@@ -261,12 +261,14 @@ class RunSummary:
     levels: int
     energy_evals: int
     wall_time_s: float
+    n_dropped: int = 0
 
     def lines(self) -> list[str]:
         return [
             f"run           {self.run_dir}",
             f"system        {self.system} ({self.mode} tilt, {self.method}, {self.levels} levels)",
-            f"samples       {self.n_samples} ({self.n_nonfinite} with non-finite energy, weight 0)",
+            f"samples       {self.n_samples} ({self.n_nonfinite} with non-finite energy or log q, weight 0"
+            + (f"; {self.n_dropped} mirror images, weight 0)" if self.n_dropped else ")"),
             f"ESS           {self.ess:.4f} ({self.ess * self.n_samples:.0f} effective samples)",
             f"log Z         {self.log_z:.4f} ± {self.log_z_se:.4f}",
             f"mean energy   {self.mean_energy:.4f} {self.energy_unit} (reweighted)",
@@ -333,13 +335,15 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
         rep = make_report(run_dir)
         echo(f"report: {rep.html}")
 
+    n_dropped = int(chiral_attrs.get("chirality_dropped", 0))
     w = torch.softmax(ws.logw, 0)
     finite = torch.isfinite(ws.energy)
     mean_e = float((w[finite] * ws.energy[finite]).sum()) if finite.any() else math.nan
     return RunSummary(
         run_dir=run_dir, system=system.name, method=cfg.tilt.method, mode=mode, n_samples=len(ws.logw),
         ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se, mean_energy=mean_e,
-        energy_unit=system.energy_unit, n_nonfinite=ws.summary.n_nonfinite, levels=trainer.level,
+        energy_unit=system.energy_unit, n_nonfinite=ws.summary.n_nonfinite - n_dropped, n_dropped=n_dropped,
+        levels=trainer.level,
         energy_evals=reward.n_energy_evals, wall_time_s=time.time() - t0,
     )
 
