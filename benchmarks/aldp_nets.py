@@ -49,7 +49,8 @@ def row(run: Path) -> dict:
     d_ref = np.linalg.norm(ref["x"][:, bonds[:, 0]] - ref["x"][:, bonds[:, 1]], axis=-1)
     mean = d_ref.mean(0)
     pre = meta.get("history", {})
-    summary = json.loads((run / "report" / "summary.json").read_text()) if (run / "report" / "summary.json").is_file() else {}
+    summary_file = run / "report" / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     n = len(flow["logw"])
     levels = len(hist.get("a", []))
     return {

@@ -367,7 +367,8 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
     if not centers:
         return {}
     frac = chirality_fractions(ws.x.cpu(), centers)
-    attrs = {"chirality_reference_fraction": float(frac["reference"]), "chirality_mirror_fraction": float(frac["mirror"])}
+    attrs = {"chirality_reference_fraction": float(frac["reference"]),
+             "chirality_mirror_fraction": float(frac["mirror"])}
     echo(f"chirality: {frac['reference']:.3f} of the samples have the reference handedness, "
          f"{frac['mirror']:.3f} the mirror image")
     if not reflect:

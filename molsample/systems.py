@@ -19,6 +19,7 @@ See docs/systems.md for every energy type and its keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import importlib.util
 import os
 import sys
@@ -308,8 +309,10 @@ def system_from_card(card: dict, card_path: Path) -> System:
         raise ConfigError(f"{card_path}: remove_com must be true or false, got {remove_com!r}")
 
     length_scale = card.get("length_scale", 1.0)
-    if not isinstance(length_scale, (int, float)) or isinstance(length_scale, bool) or not 0 < length_scale < float("inf"):
-        raise ConfigError(f"{card_path}: length_scale must be a positive number (the flows' length unit), got {length_scale!r}")
+    if isinstance(length_scale, bool) or not isinstance(length_scale, (int, float)) or not 0 < length_scale < math.inf:
+        raise ConfigError(
+            f"{card_path}: length_scale must be a positive number (the flows' length unit), got {length_scale!r}"
+        )
 
     topology = getattr(energy, "topology", None)
     if topology is None and etype in ("lennard_jones",) and energy.dim == 3:

@@ -88,8 +88,8 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
               help="Continue from OUT/checkpoint.pt when it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, batch_size: int, lr: float,
-             lr_schedule: str, net_name: str | None, hidden: int | None, layers: int | None, path_name: str, seed: int, device: str,
-             ema: float | None, checkpoint_every: int, resume: bool, quiet: bool) -> None:
+             lr_schedule: str, net_name: str | None, hidden: int | None, layers: int | None, path_name: str,
+             seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, quiet: bool) -> None:
     """Train a velocity net by flow matching and write OUT/model.pt."""
     from molsample.distributions import base_distribution
     from molsample.nets import build_net, default_net_spec, save_model
