@@ -1,8 +1,14 @@
-"""Topologies for systems without a structure file (Lennard-Jones pseudo-atoms)."""
+"""Topologies: pseudo-atom topologies for systems without a structure file (Lennard-Jones), and
+atom types of a topology for the velocity nets."""
 
 from __future__ import annotations
 
-import mdtraj
+from typing import TYPE_CHECKING
+
+from molsample.errors import ConfigError
+
+if TYPE_CHECKING:
+    import mdtraj
 
 
 def particle_topology(n_particles: int, element: str = "Ar", residue: str = "LJ") -> mdtraj.Topology:
@@ -12,6 +18,8 @@ def particle_topology(n_particles: int, element: str = "Ar", residue: str = "LJ"
     treat the cluster as a set of free atoms. Argon is the default element: a noble-gas
     cluster is the physical system Lennard-Jones models.
     """
+    import mdtraj
+
     top = mdtraj.Topology()
     chain = top.add_chain()
     el = mdtraj.element.get_by_symbol(element)
@@ -19,3 +27,27 @@ def particle_topology(n_particles: int, element: str = "Ar", residue: str = "LJ"
         res = top.add_residue(residue, chain, resSeq=k + 1)
         top.add_atom(f"{element.upper()}{k + 1}"[:4], el, res)
     return top
+
+
+def atom_types_from_topology(topology: mdtraj.Topology, by: str = "element") -> list[int]:
+    """Integer atom types for the velocity nets (``atom_types`` of EGNN and E3NNVelocity).
+
+    Args:
+        topology: ``mdtraj.Topology``.
+        by: ``"element"`` (one type per chemical element, numbered in order of first
+            appearance; permutations of atoms of the same element stay symmetric) or
+            ``"index"`` (every atom its own type: no permutation symmetry, each atom identified).
+    Returns:
+        one ``int`` per atom, in atom order.
+    """
+    atoms = list(topology.atoms)
+    if by == "index":
+        return list(range(len(atoms)))
+    if by != "element":
+        raise ConfigError(f"atom types by {by!r} are not known; use 'element' or 'index'")
+    seen: dict[str, int] = {}
+    out = []
+    for a in atoms:
+        sym = a.element.symbol if a.element is not None else a.name
+        out.append(seen.setdefault(sym, len(seen)))
+    return out

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from molsample.errors import ConfigError, ShapeError
 from molsample.nets.common import batch_time, fourier_features
+from molsample.topology import atom_types_from_topology
 
 __all__ = ["E3NNVelocity", "atom_types_from_topology"]
 
@@ -58,30 +59,6 @@ def _e3nn():
     except ImportError as exc:  # pragma: no cover - e3nn is a dependency
         raise ConfigError("the 'e3nn' net needs the e3nn package; install it with `pip install e3nn`") from exc
     return o3, enn, soft_one_hot_linspace
-
-
-def atom_types_from_topology(topology, by: str = "element") -> list[int]:
-    """Integer atom types for :class:`E3NNVelocity` from an mdtraj topology.
-
-    Args:
-        topology: ``mdtraj.Topology``.
-        by: ``"element"`` (one type per chemical element, numbered in order of first
-            appearance; permutations of atoms of the same element stay symmetric) or
-            ``"index"`` (every atom its own type: no permutation symmetry, each atom identified).
-    Returns:
-        one ``int`` per atom, in atom order.
-    """
-    atoms = list(topology.atoms)
-    if by == "index":
-        return list(range(len(atoms)))
-    if by != "element":
-        raise ConfigError(f"atom types by {by!r} are not known; use 'element' or 'index'")
-    seen: dict[str, int] = {}
-    out = []
-    for a in atoms:
-        sym = a.element.symbol if a.element is not None else a.name
-        out.append(seen.setdefault(sym, len(seen)))
-    return out
 
 
 def _so3_labels(irreps, chiral: bool):
@@ -363,7 +340,7 @@ class E3NNVelocity(nn.Module):
             if len(atom_types) != n_particles or min(atom_types) < 0:
                 raise ConfigError(
                     f"atom_types must list one non-negative int per particle ({n_particles}), got {atom_types!r}; "
-                    f"see molsample.nets.e3nn_net.atom_types_from_topology"
+                    f"see molsample.topology.atom_types_from_topology"
                 )
         self.n_particles, self.dim, self.n_freqs = int(n_particles), 3, int(n_freqs)
         self.r_min, self.r_max, self.n_basis = float(r_min), float(r_max), int(n_basis)

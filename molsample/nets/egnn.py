@@ -381,7 +381,7 @@ class EGNN(nn.Module):
         atom_types: optional integer type per particle (length n). Each type gets a learned
             embedding added to the initial node features, so the field is permutation-equivariant
             only among particles of the same type — needed for molecules, whose atoms are not
-            interchangeable (``molsample.nets.e3nn_net.atom_types_from_topology``). ``None``:
+            interchangeable (``molsample.topology.atom_types_from_topology``). ``None``:
             all particles alike (Lennard-Jones, DW-4).
 
     ``forward(t, x)`` takes ``t`` as a float, 0-d or ``(batch,)`` tensor and ``x: (batch, n, dim)``
