@@ -312,6 +312,7 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
                                device=device, progress=progress, checkpoint=run_dir / "checkpoints" / "final.pt")
     if fin.divergence == "hutchinson":
         echo("warning: log-weights use the Hutchinson divergence estimator; ESS and log Z are biased")
+    n_nonfinite = ws.summary.n_nonfinite  # before the chirality fix gives mirror images weight 0
     chiral_attrs = fix_chirality(ws, system, field, reflect=fin.reflect_chirality, echo=echo)
 
     with RunFile(run_dir / "samples.h5", "w") as rf:
@@ -335,14 +336,14 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
         rep = make_report(run_dir)
         echo(f"report: {rep.html}")
 
-    n_dropped = int(chiral_attrs.get("chirality_dropped", 0))
     w = torch.softmax(ws.logw, 0)
     finite = torch.isfinite(ws.energy)
     mean_e = float((w[finite] * ws.energy[finite]).sum()) if finite.any() else math.nan
     return RunSummary(
         run_dir=run_dir, system=system.name, method=cfg.tilt.method, mode=mode, n_samples=len(ws.logw),
         ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se, mean_energy=mean_e,
-        energy_unit=system.energy_unit, n_nonfinite=ws.summary.n_nonfinite - n_dropped, n_dropped=n_dropped,
+        energy_unit=system.energy_unit, n_nonfinite=n_nonfinite,
+        n_dropped=int(chiral_attrs.get("chirality_dropped", 0)),
         levels=trainer.level,
         energy_evals=reward.n_energy_evals, wall_time_s=time.time() - t0,
     )
