@@ -16,7 +16,7 @@ class DeviceType(click.ParamType):
 
     name = "device"
 
-    def get_metavar(self, param: click.Parameter, *args: Any) -> str:
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str:
         return "[" + "|".join(DEVICE_CHOICES) + "|cuda:N]"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:

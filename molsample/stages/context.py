@@ -63,6 +63,12 @@ class RunContext:
     attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def set_mode(self, mode: str) -> None:
+        """Switch the reward mode (e.g. to a start model's) and recompute kT0."""
+        self.mode = mode
+        factor = self.cfg.temperature_factor if mode == "temperature" else 1.0
+        self.kT0 = factor * self.system.kT
+
     @classmethod
     def create(cls, cfg: RunConfig, run_dir: Path, *, progress: bool = True, resume: bool = False,
                echo: Echo = print, command: str = "") -> "RunContext":

@@ -97,7 +97,7 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     cfg.device = device
     ctx = RunContext.create(cfg, path.parent, progress=progress, echo=lambda _: None)
     field, meta = load_model(path.parent / "model.pt", ctx.device)
-    ctx.mode = meta.get("mode") or ctx.mode
+    ctx.set_mode(meta.get("mode") or ctx.mode)
     reward = make_run_reward(ctx)
     dtype = next(field.parameters()).dtype
     g = torch.Generator().manual_seed(seed if seed is not None else cfg.seed + 1000 + n_old)

@@ -25,6 +25,8 @@ def start_from_model(ctx: RunContext) -> None:
     if meta.get("system") not in (None, ctx.system.name):
         raise ConfigError(f"start model {ref} was trained for system {meta.get('system')!r}, not "
                           f"{ctx.system.name!r}; pick a model of this system or drop [start] model")
+    if ctx.cfg.mode is None and meta.get("mode"):
+        ctx.set_mode(meta["mode"])  # unless the config says otherwise, the model's mode is the run's
     if meta.get("mode") not in (None, ctx.mode):
         raise ConfigError(f"start model {ref} was tilted in {meta.get('mode')!r} mode, this run is {ctx.mode!r}; "
                           f"pass --mode {meta.get('mode')}")
