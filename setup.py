@@ -11,12 +11,12 @@ DATA_PACKAGES = {
 }
 
 setup(
-    packages=find_packages(include=["molsample", "molsample.*"]) + list(DATA_PACKAGES),
+    packages=find_packages(include=["molsample", "molsample.*"]) + list(DATA_PACKAGES) + ["molsample.data.models"],
     package_dir=DATA_PACKAGES,
     package_data={
         "molsample.cards": ["*.toml", "*.pdb"],
         "molsample.potentials": ["*.xml", "*.md"],
         "molsample.presets": ["*.toml"],
-        "molsample.data": ["models/*.pt", "models/*.md"],
+        "molsample.data.models": ["*.pt", "*.md"],
     },
 )
