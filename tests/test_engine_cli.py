@@ -87,3 +87,28 @@ def test_a_start_model_of_another_system_is_refused(tmp_path):
     cfg.start.model = str(model)
     with pytest.raises(ConfigError, match="trained for system 'ring2d'"):
         run_tilt(cfg, tmp_path / "run", progress=False, echo=lambda _: None)
+
+
+def test_reward_mode_summary_prints_mean_reward_and_sliced_w(tmp_path):
+    from molsample.metrics import sliced_wasserstein
+    from molsample.sampling.flow_sampler import WeightedSamples
+    from molsample.sampling.weights import summarize
+    from molsample.stages.context import RunContext
+    from molsample.stages.summary import summarize_run
+    from molsample.stages.tilt import make_run_reward
+
+    ctx = RunContext.create(RunConfig(system="ring2d"), tmp_path, progress=False)
+    assert ctx.mode == "reward"
+    ctx.reward = make_run_reward(ctx)
+    x = torch.randn(64, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3
+    logw = torch.zeros(64, dtype=torch.float64)
+    ctx.samples = WeightedSamples(x=x, logq=logw, energy=ctx.reward.energy(x), logw=logw, summary=summarize(logw))
+    ref = torch.randn(80, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ctx.extra["reference_x"] = ref
+    summary = summarize_run(ctx)
+    rows = dict(summary.extra)
+    assert rows["mean reward"].startswith(f"{float(ctx.reward.fn(x).mean()):.4f}")
+    assert rows["sliced-W"].startswith(f"{sliced_wasserstein(x, ref):.4f}")
+    summary.warnings.append("degenerate weights")
+    lines = summary.lines()
+    assert lines[-1] == "warning: degenerate weights" and any(line.startswith("mean reward") for line in lines)

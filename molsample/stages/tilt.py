@@ -28,7 +28,7 @@ def energy_cap(ctx: RunContext) -> float | None:
 
 def make_run_reward(ctx: RunContext, cap: float | None = None):
     """The run's :class:`~molsample.rewards.TiltReward` (kT0 from the context)."""
-    return make_reward(ctx.system, ctx.mode, kT0=ctx.cfg.temperature_factor * ctx.system.kT, beta=ctx.cfg.beta,
+    return make_reward(ctx.system, ctx.mode, kT0=ctx.kT0, beta=ctx.cfg.beta,
                        base_log_prob=ctx.base.log_prob, energy_cap=cap)
 
 
