@@ -34,7 +34,8 @@ from molsample.progress import progress_bar
 from molsample.rewards import TiltReward
 from molsample.sampling.flow_sampler import FlowSampler
 from molsample.sampling.weights import ess
-from molsample.training.losses import CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess, tilt_loss
+from molsample.training.losses import (CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess,
+                                      tilt_loss)
 
 @dataclasses.dataclass
 class TiltConfig:
