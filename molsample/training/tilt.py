@@ -37,6 +37,7 @@ from molsample.sampling.weights import ess
 from molsample.training.losses import (CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess,
                                       tilt_loss)
 
+
 @dataclasses.dataclass
 class TiltConfig:
     """Settings of the annealing loop.
@@ -56,7 +57,8 @@ class TiltConfig:
         ode_method, ode_steps: solver that draws the level's samples.
         full_ess_every: every this many levels, the ESS with exact log-weights against the
             level's target (needs the divergence; 0 disables).
-        n_probe: probe batch size for ‖b̂ − b_{a_k}‖ and the full ESS.
+        n_probe: probe batch size for ‖b̂ − b_{a_k}‖ (drawn from the training generator) and the
+            full ESS (drawn from a generator of its own).
         path: interpolant name.
     """
 
@@ -250,7 +252,7 @@ class TiltMatching:
         The target uses the true energy (not the soft-capped one the reward sees), so at a = 1
         this is the ESS of the final weights. The probes come from a generator of their own,
         seeded by the trainer's seed and the level, so that computing them (or changing
-        ``full_ess_every`` / ``n_probe``) never shifts the training draws.
+        ``full_ess_every`` on resume) never shifts the training draws.
         """
         g = torch.Generator().manual_seed(self.seed + FULL_ESS_SEED_OFFSET * (1 + self.level))
         x, logq = self.sampler(self.field).draw_with_logq(self.config.n_probe, generator=g)
