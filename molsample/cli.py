@@ -49,8 +49,9 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="molsample")
 @click.option("--threads", type=int, default=None, envvar="MOLSAMPLE_THREADS",
-              help="CPU threads for torch (default: half the cores, at most 4: with 2 threads on a busy "
-                   "2-core machine pretraining ran many times slower than with 1; env MOLSAMPLE_THREADS).")
+              help="CPU threads for torch (default: half the cores, 1 to 4; on a busy 2-core machine "
+                   "pretraining took 2.6-3.1x longer per step with 2 threads than with 1, "
+                   "benchmarks/thread_default.py; env MOLSAMPLE_THREADS).")
 def cli(threads: int | None) -> None:
     """molsample: Boltzmann-generator sampling of molecules and clusters."""
     if threads is not None and threads < 1:
