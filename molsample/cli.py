@@ -56,9 +56,25 @@ def cli(threads: int | None) -> None:
     """molsample: Boltzmann-generator sampling of molecules and clusters."""
     if threads is not None and threads < 1:
         raise click.BadParameter(f"--threads must be >= 1, got {threads}")
-    import torch
+    set_threads(threads)
 
-    torch.set_num_threads(threads if threads is not None else default_threads())
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` torch threads (None: :func:`default_threads`, unless OMP_NUM_THREADS is set).
+
+    Before torch is imported this only sets OMP_NUM_THREADS (torch reads it at import), so
+    ``--help`` stays fast.
+    """
+    import os
+
+    if threads is None:
+        if os.environ.get("OMP_NUM_THREADS"):
+            return
+        threads = default_threads()
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def default_threads() -> int:

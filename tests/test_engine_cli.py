@@ -112,3 +112,18 @@ def test_reward_mode_summary_prints_mean_reward_and_sliced_w(tmp_path):
     summary.warnings.append("degenerate weights")
     lines = summary.lines()
     assert lines[-1] == "warning: degenerate weights" and any(line.startswith("mean reward") for line in lines)
+
+
+def test_threads_option_and_default(capsys, monkeypatch):
+    from molsample.cli import default_threads
+
+    assert 1 <= default_threads() <= 4
+    try:
+        assert _exit(["--threads", "2", "systems"]) == 0
+        assert torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert _exit(["systems"]) == 0
+        assert torch.get_num_threads() == default_threads()
+    finally:
+        torch.set_num_threads(1)
+    capsys.readouterr()
