@@ -99,7 +99,7 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     field, meta = load_model(path.parent / "model.pt", ctx.device)
     ctx.set_mode(meta.get("mode") or ctx.mode)
     reward = make_run_reward(ctx)
-    field = field.to(ctx.dtype)  # the run's dtype, as in its final stage (a model file stores float32 nets)
+    field = field.to(ctx.dtype)  # the run's dtype, as in its final stage (load_model builds float32 nets)
     g = torch.Generator().manual_seed(seed if seed is not None else cfg.seed + 1000 + n_old)
     sampler = final_sampler(field, ctx.base, reward, cfg.final, dtype=ctx.dtype, device=ctx.device)
     ws = sampler.sample(n, batch_size=batch_size or cfg.final.batch_size, generator=g,
