@@ -85,7 +85,8 @@ def summarize_run(ctx: RunContext) -> RunSummary:
     mean_e = float((w[finite] * ws.energy[finite]).sum()) if finite.any() else math.nan
     t = ctx.extra.get("timings")
     return RunSummary(
-        run_dir=ctx.run_dir, system=ctx.system.name, method=ctx.cfg.tilt.method, mode=ctx.mode,
+        run_dir=ctx.run_dir, system=ctx.system.name, mode=ctx.mode,
+        method=f"reused {ctx.cfg.start.model}" if ctx.cfg.start.model else ctx.cfg.tilt.method,
         n_samples=len(ws.logw), ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se,
         mean_energy=mean_e, energy_unit=ctx.system.energy_unit, n_nonfinite=ctx.n_nonfinite,
         n_dropped=int(ctx.attrs.get("chirality_dropped", 0)), levels=ctx.levels,
