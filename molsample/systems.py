@@ -22,7 +22,6 @@ import dataclasses
 import math
 import importlib.util
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,11 +32,6 @@ from molsample.energies import Energy, GaussianEnergy, LennardJones, MultiDouble
 from molsample.errors import ConfigError, MissingFileError, UnknownSystemError
 from molsample.io.toml import read_toml
 from molsample.resources import cards_dir
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: Folder of the cards shipped with molsample (the repository's ``systems/``).
 PACKAGE_SYSTEMS_DIR = cards_dir()  # systems/ in a checkout, molsample/cards when installed
