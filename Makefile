@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-slow demo install bench clean
+.PHONY: test test-slow demo demo-model install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# LJ-13 from the shipped tilted model (molsample/data/models/lj13-demo.pt): final samples with exact
+# weights, reference samples and the report; the output names the reused model and its command.
 demo: $(STAMP)
-	$(VENV)/bin/molsample systems
-	$(VENV)/bin/molsample tilt --system lj13 --preset smoke --out runs/demo-lj13
+	$(VENV)/bin/molsample tilt --system lj13 --preset demo --out runs/demo-lj13 --no-progress
+
+# Rebuild the shipped demo model (the default preset's LJ-13 run) and copy it into the package.
+demo-model: $(STAMP)
+	$(VENV)/bin/molsample tilt --system lj13 --preset default --out runs/lj13-demo-model
+	cp runs/lj13-demo-model/model.pt molsample/data/models/lj13-demo.pt
 
 bench: $(STAMP)
 	$(PY) benchmarks/energy_throughput.py --threads 1

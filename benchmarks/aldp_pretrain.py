@@ -24,8 +24,8 @@ import torch
 from molsample.config import DataConfig
 from molsample.distributions import base_distribution
 from molsample.nets import build_net, default_net_spec
-from molsample.pipeline import reference_samples
-from molsample.sampling.ode import sample
+from molsample.stages.data import reference_samples
+from molsample.sampling.flow_sampler import FlowSampler
 from molsample.systems import load_system
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 
@@ -55,10 +55,8 @@ def main() -> None:
     t0 = time.perf_counter()
     train_flow_matching(field, x, base, fm, progress=False)
     train_s = time.perf_counter() - t0
-    with torch.no_grad():
-        res = sample(field, base, args.samples, generator=torch.Generator().manual_seed(1), method="midpoint",
-                     steps=20)
-    xs = res.x1.double()
+    xs = FlowSampler(field, base, method="midpoint", steps=20).draw(
+        args.samples, generator=torch.Generator().manual_seed(1)).double()
     e = system.energy.energy(xs)
     bonds = np.array([[b[0].index, b[1].index] for b in system.topology.bonds])
     ref = np.asarray(system.energy.positions)

@@ -10,7 +10,7 @@ For each net, on random CoM-free configurations of ALDP's size:
 
 * *train step*: forward + backward of ‖b(t, x)‖² at batch ``--batch`` (what flow matching and the
   tilt loop do per gradient step);
-* *likelihood pass*: ``molsample.sampling.ode.sample(..., with_logq=True, divergence="exact")``
+* *likelihood pass*: ``FlowSampler(..., divergence="exact").draw_with_logq(n)``
   at batch ``--lik-batch`` with the same solver and steps for both nets (the EGNN computes its
   divergence with its own forward-mode code, and so does E3NNVelocity; ``--generic-divergence``
   times E3NNVelocity through the ODE module's generic vmapped JVPs instead).
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from molsample.distributions import CoMFreeGaussian  # noqa: E402
 from molsample.nets.e3nn_net import E3NNVelocity  # noqa: E402
 from molsample.nets.egnn import EGNN  # noqa: E402
-from molsample.sampling.ode import sample  # noqa: E402
+from molsample.sampling.flow_sampler import FlowSampler  # noqa: E402
 
 N_PARTICLES = 22  # alanine dipeptide
 
@@ -99,8 +99,8 @@ def bench_pair(nets: dict[str, torch.nn.Module], args: argparse.Namespace, dtype
 
     def likelihood(net: torch.nn.Module) -> Callable[[], None]:
         def run() -> None:
-            sample(net, base, args.lik_batch, generator=torch.Generator().manual_seed(1), dtype=dtype,
-                   method=args.method, steps=args.steps, with_logq=True, divergence="exact")
+            sampler = FlowSampler(net, base, method=args.method, steps=args.steps, divergence="exact", dtype=dtype)
+            sampler.draw_with_logq(args.lik_batch, generator=torch.Generator().manual_seed(1))
         return run
 
     train = best_times({k: train_step(v) for k, v in nets.items()}, args.repeats)
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     div = "generic vmapped JVPs for e3nn" if args.generic_divergence else "each net's own"
     print(f"ALDP ({N_PARTICLES} particles), {args.dtype}, {args.threads} thread(s); train step = forward+backward at "
-          f"batch {args.batch}; likelihood = ode.sample(with_logq, exact divergence: {div}), {args.method} x "
+          f"batch {args.batch}; likelihood = FlowSampler.draw_with_logq (exact divergence: {div}), {args.method} x "
           f"{args.steps} steps, batch {args.lik_batch}")
     print(f"{'pair':8} {'net':6} {'params':>8} {'train step s':>13} {'likelihood s':>13}")
     for r in rows:

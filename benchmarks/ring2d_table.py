@@ -31,7 +31,7 @@ from molsample.distributions import StandardGaussian
 from molsample.energies import bump_reward
 from molsample.nets.mlp import MLPVelocity
 from molsample.rewards import make_reward
-from molsample.sampling.ode import sample as ode_sample
+from molsample.sampling.flow_sampler import FlowSampler
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 from molsample.training.tilt import TiltConfig, TiltMatching
 
@@ -55,8 +55,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 12
 
 def draw(field, n: int, seed: int, steps: int = 50) -> torch.Tensor:
     base = StandardGaussian((1, 2))
-    return ode_sample(field, base, n, generator=torch.Generator().manual_seed(seed), method="euler",
-                      steps=steps).x1
+    return FlowSampler(field, base, method="euler", steps=steps).draw(n, generator=torch.Generator().manual_seed(seed))
 
 
 def main() -> None:

@@ -49,15 +49,46 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="molsample")
 @click.option("--threads", type=int, default=None, envvar="MOLSAMPLE_THREADS",
-              help="CPU threads for torch (default: torch's choice; env MOLSAMPLE_THREADS).")
+              help="CPU threads for torch (default: half the cores, 1 to 4; on a busy 2-core machine "
+                   "pretraining took 2.6-3.1x longer per step with 2 threads than with 1, "
+                   "benchmarks/thread_default.py; env MOLSAMPLE_THREADS).")
 def cli(threads: int | None) -> None:
     """molsample: Boltzmann-generator sampling of molecules and clusters."""
-    if threads is not None:
-        if threads < 1:
-            raise click.BadParameter(f"--threads must be >= 1, got {threads}")
-        import torch
+    if threads is not None and threads < 1:
+        raise click.BadParameter(f"--threads must be >= 1, got {threads}")
+    set_threads(threads)
 
-        torch.set_num_threads(threads)
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` torch threads (None: :func:`default_threads`, unless OMP_NUM_THREADS is set).
+
+    Before torch is imported this only sets OMP_NUM_THREADS (torch reads it at import), so
+    ``--help`` stays fast.
+    """
+    import os
+
+    if threads is None:
+        if os.environ.get("OMP_NUM_THREADS"):
+            return
+        threads = default_threads()
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def default_threads() -> int:
+    """The default number of torch threads: half the usable cores, between 1 and 4.
+
+    Torch's own default (all cores) degrades badly when another process competes for them.
+    """
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores // 2))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        click.echo("interrupted (nothing half-written is kept; `molsample tilt` runs continue with --resume)",
+                   err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

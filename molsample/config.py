@@ -12,71 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from molsample.errors import ConfigError
-from molsample.systems import read_toml
-from molsample.training.losses import METHODS
+from molsample.io.toml import read_toml
+from molsample.resources import presets_dir
+from molsample.training.flow_matching import FlowMatchingConfig
+from molsample.training.tilt import TiltConfig
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "runs" / "presets"
-PRESETS = ("smoke", "default", "paper")
-
-
-@dataclasses.dataclass
-class TiltConfig:
-    """Settings of the annealing loop.
-
-    Attributes:
-        method: itm | etm | wfm | ram.
-        h: fixed annealing step; ``None`` chooses h_k adaptively from ``target_ess``.
-        target_ess: ESS of the incremental weights e^{h r} aimed at by the adaptive step.
-        min_h: smallest adaptive step (guarantees progress).
-        max_levels: hard cap on the number of levels.
-        n_endpoints: samples x1 drawn from each frozen level (reward evaluations per level).
-        endpoints_per_step, draws_per_endpoint: minibatch = endpoints × (t, x0) draws.
-        steps_per_level: gradient steps per level (the fixed-point regression).
-        lr: Adam learning rate; grad_clip: max gradient norm (``None``: off).
-        center: reward centring per level: auto | lme | mean | none (auto: none for RAM, lme else).
-        ode_method, ode_steps: solver that draws the level's samples.
-        full_ess_every: every this many levels, the ESS with exact log-weights against the
-            level's target (needs the divergence; 0 disables).
-        n_probe: probe batch size for ‖b̂ − b_{a_k}‖ and the full ESS.
-        path: interpolant name.
-    """
-
-    method: str = "itm"
-    h: float | None = None
-    target_ess: float = 0.9
-    min_h: float = 1e-4
-    max_levels: int = 200
-    n_endpoints: int = 256
-    endpoints_per_step: int = 32
-    draws_per_endpoint: int = 4
-    steps_per_level: int = 30
-    lr: float = 1e-3
-    grad_clip: float | None = 10.0
-    center: str = "auto"
-    ode_method: str = "euler"
-    ode_steps: int = 25
-    full_ess_every: int = 0
-    n_probe: int = 256
-    path: str = "linear"
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"tilt.method = {self.method!r}; use one of {', '.join(METHODS)}")
-        if self.h is not None and not 0 < self.h <= 1:
-            raise ConfigError(f"tilt.h = {self.h} must be in (0, 1]; or leave it unset for the adaptive step")
-        if not 0 < self.target_ess < 1:
-            raise ConfigError(f"tilt.target_ess = {self.target_ess} must be in (0, 1), e.g. 0.9")
-        if self.center not in ("auto", "lme", "mean", "none"):
-            raise ConfigError(f"tilt.center = {self.center!r}; use auto, lme, mean or none")
-        for key in ("n_endpoints", "endpoints_per_step", "draws_per_endpoint", "steps_per_level", "max_levels"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"tilt.{key} must be >= 1, got {getattr(self, key)}")
-
-    @property
-    def centring(self) -> str:
-        if self.center != "auto":
-            return self.center
-        return "none" if self.method == "ram" else ("mean" if self.method == "etm" else "lme")
+PRESETS_DIR = presets_dir()
+#: the shipped presets (the ``*.toml`` files of :data:`PRESETS_DIR`)
+PRESETS = tuple(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
 
 
 @dataclasses.dataclass
@@ -103,17 +46,6 @@ class DataConfig:
 
 
 @dataclasses.dataclass
-class PretrainConfig:
-    """Flow-matching pretraining on the a = 0 samples (``lr_schedule``: constant | cosine)."""
-
-    steps: int = 5000
-    batch_size: int = 256
-    lr: float = 1e-3
-    ema_decay: float | None = None
-    lr_schedule: str = "constant"
-
-
-@dataclasses.dataclass
 class FinalConfig:
     """Final sampling with exact log-weights, and the optional MCMC correction.
 
@@ -133,6 +65,15 @@ class FinalConfig:
 
 
 @dataclasses.dataclass
+class StartConfig:
+    """Where the run starts. ``model``: an already tilted model file (``package:NAME`` for one
+    shipped in ``molsample/data/models/``); the base data, pretraining and tilt stages are then
+    skipped. ``None``: train from scratch."""
+
+    model: str | None = None
+
+
+@dataclasses.dataclass
 class RunConfig:
     """Everything ``molsample tilt`` needs; written verbatim into the run file.
 
@@ -149,8 +90,13 @@ class RunConfig:
             training data; other modes: none).
         seed, device, dtype: reproducibility and placement.
         data: samples of the a = 0 distribution for pretraining.
+        pretrain: flow matching's own :class:`~molsample.training.flow_matching.FlowMatchingConfig`
+            (TOML ``[pretrain]``); its ``seed`` and ``path`` follow the run's ``seed`` and
+            ``tilt.path`` unless set there.
+        tilt: the trainer's own :class:`~molsample.training.tilt.TiltConfig` (TOML ``[tilt]``).
         reference: ground-truth samples at the target kT stored beside the flow samples (set
             ``reference``) for the report's energy W2 and histograms; ``n = 0`` skips them.
+        start: start from an already tilted model instead of training (``[start] model``).
         report: write the report (figures + page) at the end of the run.
     """
 
@@ -165,9 +111,10 @@ class RunConfig:
     net: NetConfig = dataclasses.field(default_factory=NetConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     reference: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(n=0))
-    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
+    pretrain: FlowMatchingConfig = dataclasses.field(default_factory=FlowMatchingConfig)
     tilt: TiltConfig = dataclasses.field(default_factory=TiltConfig)
     final: FinalConfig = dataclasses.field(default_factory=FinalConfig)
+    start: StartConfig = dataclasses.field(default_factory=StartConfig)
     report: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -193,6 +140,19 @@ class RunConfig:
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         self.tilt.validate()
+        self.pretrain.validate()
+        if self.pretrain.path != self.tilt.path:
+            raise ConfigError(f"pretrain.path = {self.pretrain.path!r} but tilt.path = {self.tilt.path!r}; the tilt "
+                              "continues the pretrained flow along the same interpolant: set both to one value")
+        return self
+
+    def sync(self, explicit: set[str] = frozenset()) -> "RunConfig":
+        """Let ``pretrain.seed`` / ``pretrain.path`` follow ``seed`` / ``tilt.path`` unless they are in
+        ``explicit`` (dotted keys some layer set)."""
+        if "pretrain.seed" not in explicit:
+            self.pretrain.seed = self.seed
+        if "pretrain.path" not in explicit:
+            self.pretrain.path = self.tilt.path
         return self
 
 
@@ -272,11 +232,20 @@ def resolve_config(
         layers.append((str(config_file), table))
     if overrides:
         layers.append(("command line", _drop_none(overrides)))
+    explicit: set[str] = set()
     for where, table in layers:
         # the system is chosen by the command (--system); a "system" key in a file is not applied
         _merge_into(cfg, {k: v for k, v in table.items() if k != "system"}, where)
+        explicit |= _dotted_keys(table)
     cfg.system = system
-    return cfg.validate()
+    return cfg.sync(explicit).validate()
+
+
+def _dotted_keys(table: dict, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, v in table.items():
+        out |= _dotted_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+    return out
 
 
 def _drop_none(d: dict) -> dict:
@@ -287,4 +256,4 @@ def config_from_dict(table: dict) -> RunConfig:
     """Rebuild a :class:`RunConfig` from :meth:`RunConfig.to_dict` output (e.g. from a run file)."""
     cfg = RunConfig()
     _merge_into(cfg, table, "stored config")
-    return cfg
+    return cfg.sync(_dotted_keys(table))

@@ -333,7 +333,7 @@ def _principal_frames(x: Tensor, proper: bool) -> Tensor:
 
 def _start_rotations(d: int, reflections: bool, n_random: int, seed: int, dtype: torch.dtype) -> list[Tensor]:
     """Fixed relative rotations Q: the axis sign flips (det +1 unless ``reflections``) and random ones."""
-    from molsample.testing import random_orthogonal
+    from molsample.rotations import random_orthogonal
 
     out = []
     for bits in range(2**d):

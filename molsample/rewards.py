@@ -102,6 +102,18 @@ class TiltReward:
         """Unnormalized log-density of level ``a``: log ρ_ref(x) + a·r(x), ``(batch,)``."""
         return self.log_ref_from_energy(x, e) + a * self.from_energy(x, e)
 
+    def log_level_target(self, x: torch.Tensor, e: torch.Tensor, a: float = 1.0) -> torch.Tensor:
+        """Unnormalized log-density of level ``a`` with the true (uncapped) energy ``e``, ``(batch,)``.
+
+        Equal to :meth:`log_target_from_energy` without the soft cap, and to
+        :meth:`log_final_target` at a = 1; the per-level ESS in the history uses it.
+        """
+        cap, self.energy_cap = self.energy_cap, None
+        try:
+            return self.log_target_from_energy(x, e, a)
+        finally:
+            self.energy_cap = cap
+
     def log_final_target(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Unnormalized log-density of the true target with the true energy ``e``, ``(batch,)``:
         −E/kT, times e^{β f(x)} in reward mode. Final importance weights use this."""

@@ -22,7 +22,6 @@ import dataclasses
 import math
 import importlib.util
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,14 +30,11 @@ import torch
 from molsample import units
 from molsample.energies import Energy, GaussianEnergy, LennardJones, MultiDoubleWell, RingMixture
 from molsample.errors import ConfigError, MissingFileError, UnknownSystemError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from molsample.io.toml import read_toml
+from molsample.resources import cards_dir
 
 #: Folder of the cards shipped with molsample (the repository's ``systems/``).
-PACKAGE_SYSTEMS_DIR = Path(__file__).resolve().parent.parent / "systems"
+PACKAGE_SYSTEMS_DIR = cards_dir()  # systems/ in a checkout, molsample/cards when installed
 
 
 @dataclasses.dataclass
@@ -239,18 +235,6 @@ def available_systems() -> dict[str, Path]:
         for p in sorted(d.glob("*.toml")):
             found.setdefault(p.stem, p)
     return found
-
-
-def read_toml(path: Path, *, what: str = "file", hint: str = "check the path") -> dict:
-    """Parse a TOML file: a missing file is a :class:`MissingFileError` (``what`` + ``hint``),
-    malformed TOML a :class:`ConfigError` naming the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{what} {path} does not exist; {hint}")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: malformed TOML ({exc}); fix the syntax at that line") from exc
 
 
 def read_card(path: Path) -> dict:

@@ -151,7 +151,7 @@ def test_resume_equals_uninterrupted(gauss_setup, tmp_path):
     with pytest.raises(ConfigError, match="tilt.method: 'itm' → 'etm'"):
         changed.run(checkpoint_path=ckpt, resume=True, progress=False)
     assert resumed.history.keys() == t_full.history.keys()
-    for key in t_full.history:  # NaN-aware equality (the full ESS is NaN on levels where it is not computed)
+    for key in set(t_full.history) - {"cpu_s", "wall_s"}:  # NaN-aware (the full ESS is NaN on most levels)
         np.testing.assert_array_equal(resumed.history[key], t_full.history[key])
 
 

@@ -11,21 +11,12 @@ import click
 import numpy as np
 import torch
 
-from molsample.errors import ConfigError, MissingFileError, PlatformError, RunFileError, ShapeError
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"cpu"`` or ``"cuda"`` as a torch device; :class:`PlatformError` when CUDA is unavailable."""
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise PlatformError(
-                f"--device cuda: CUDA is not available on this machine (torch {torch.__version__}, "
-                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu"
-            )
-        return torch.device("cuda")
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ConfigError(f"unknown device '{name}'; use cpu or cuda")
+from molsample.commands.options import device_option, progress_option, show_progress_flag
+from molsample.devices import resolve_device
+from molsample.errors import ConfigError, MissingFileError, RunFileError, ShapeError
+from molsample.nets import NETS
+from molsample.paths import PATHS
+from molsample.training.flow_matching import LR_SCHEDULES
 
 
 def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Tensor:
@@ -70,31 +61,34 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
 @click.option("--steps", type=int, default=5000, show_default=True, help="Gradient steps.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+@click.option("--lr-schedule", type=click.Choice(list(LR_SCHEDULES)), default="constant", show_default=True,
               help="cosine: the learning rate falls to 0 at the last step.")
-@click.option("--net", "net_name", type=click.Choice(["egnn", "e3nn", "mlp"]), default=None,
+@click.option("--net", "net_name", type=click.Choice(list(NETS)), default=None,
               help="Velocity net (default: egnn for particle systems, mlp for 2-D toys).")
 @click.option("--hidden", type=int, default=None, help="Hidden width (default: 64 egnn, 128 mlp).")
 @click.option("--layers", type=int, default=None, help="Number of layers (default: 4 egnn, 3 mlp).")
-@click.option("--path", "path_name", type=click.Choice(["linear", "trig"]), default="linear", show_default=True,
+@click.option("--path", "path_name", type=click.Choice(list(PATHS)), default="linear", show_default=True,
               help="Interpolant between base (t=0) and data (t=1).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the initial weights and the training draws.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option(default="cpu")
 @click.option("--ema", type=float, default=None, is_flag=False, flag_value=0.999,
               help="Keep an exponential moving average of the weights (decay, 0.999 when given without a value).")
 @click.option("--checkpoint-every", type=int, default=1000, show_default=True)
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from OUT/checkpoint.pt when it exists.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
 def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, batch_size: int, lr: float,
              lr_schedule: str, net_name: str | None, hidden: int | None, layers: int | None, path_name: str,
-             seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, quiet: bool) -> None:
-    """Train a velocity net by flow matching and write OUT/model.pt."""
+             seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, progress: bool,
+             quiet: bool) -> None:
+    """Train a velocity net by flow matching and write OUT/model.pt (the same pretraining stage as `tilt`)."""
     from molsample.distributions import base_distribution
-    from molsample.nets import build_net, default_net_spec, save_model
+    from molsample.nets import default_net_spec
+    from molsample.progress import show_progress
+    from molsample.stages.pretrain import pretrain_field
     from molsample.systems import load_system
-    from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
+    from molsample.training.flow_matching import FlowMatchingConfig
 
     dev = resolve_device(device)
     system = load_system(system_name)
@@ -115,25 +109,27 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
         source = "exact sampler"
 
     spec = default_net_spec(system, net_name, hidden=hidden, n_layers=layers)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        field = build_net(spec)
-    field.to(dev)
-
     config = FlowMatchingConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema_decay=ema,
                                 path=path_name, checkpoint_every=checkpoint_every, seed=seed)
+    config.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n_params = sum(p.numel() for p in field.parameters())
-    click.echo(f"pretrain {system.name}: {spec['name']} net ({n_params:,} parameters), data: {source}, "
+    click.echo(f"pretrain {system.name}: {spec['name']} net, data: {source}, "
                f"{steps} steps x {batch_size}, lr {lr:g}, path {path_name}, device {dev}")
     start = time.perf_counter()
-    history = train_flow_matching(field, data, base, config, checkpoint_path=out / "checkpoint.pt",
-                                  progress=not quiet, resume=resume)
+    model_path = out / "model.pt"
+    if not resume:
+        model_path.unlink(missing_ok=True)
+    bars = show_progress(show_progress_flag(progress, quiet))
+    field, history = pretrain_field(spec, data, base, config, model_path, device=dev, dtype=torch.float32,
+                                    checkpoint=out / "checkpoint.pt", progress=bars, echo=click.echo, resume=resume,
+                                    meta={"system": system.name, "path": path_name, "data": source})
+    if not history:  # reused: the stored model carries its history
+        from molsample.nets import load_model
+
+        history = load_model(model_path)[1].get("history", {"loss": []})
     elapsed = time.perf_counter() - start
     tail = history["loss"][-100:]
     final = sum(tail) / len(tail) if tail else math.nan
-    model_path = save_model(out / "model.pt", field, system=system.name, path=path_name, history=history,
-                            config=config.__dict__.copy(), data=source)
     click.echo(f"final loss (mean of last {len(tail)} steps): {final:.5f}; {elapsed:.1f} s")
     click.echo(f"wrote {model_path}")

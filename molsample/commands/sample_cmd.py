@@ -6,18 +6,30 @@ from pathlib import Path
 
 import click
 
+from molsample.commands.options import device_option, progress_option, show_progress_flag
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        from molsample.errors import ConfigError
+
+        raise ConfigError(f"--{param.name.replace('_', '-')} {value}: must be >= 1, e.g. --{param.name} 1000")
+    return value
+
 
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--n", "n", type=int, required=True, help="Number of new samples.")
+@click.option("--n", "n", type=int, required=True, callback=_positive, help="Number of new samples (>= 1).")
 @click.option("--seed", type=int, default=None, help="Seed (default: a fresh one derived from the run's size).")
-@click.option("--batch-size", type=int, default=None, help="Samples per ODE batch.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--quiet", is_flag=True)
-def sample(run: Path, n: int, seed: int | None, batch_size: int | None, device: str, quiet: bool) -> None:
+@click.option("--batch-size", type=int, default=None, callback=_positive, help="Samples per ODE batch.")
+@device_option(default="cpu")
+@progress_option
+def sample(run: Path, n: int, seed: int | None, batch_size: int | None, device: str, progress: bool,
+           quiet: bool) -> None:
     """Draw N more samples from the tilted model of RUN and append them (with log-weights) to its run file."""
     from molsample.pipeline import sample_more
 
-    summary = sample_more(run, n, seed=seed, batch_size=batch_size, device=device, progress=not quiet)
+    summary = sample_more(run, n, seed=seed, batch_size=batch_size, device=device,
+                          progress=show_progress_flag(progress, quiet))
     for line in summary:
         click.echo(line)

@@ -2,58 +2,79 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import click
 
+from molsample.commands.options import device_option, progress_option, show_progress_flag
 from molsample.config import PRESETS, resolve_config
+from molsample.nets import NETS
+from molsample.rewards import MODES
 from molsample.systems import load_system
+from molsample.training.losses import LOSSES
+
+_METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 
 
 @click.command()
 @click.option("--system", "system_name", required=True, help="System name (see `molsample systems`) or card path.")
-@click.option("--method", type=click.Choice(["itm", "etm", "wfm", "ram"]), default=None,
-              help="Tilt loss: implicit (default), explicit, weighted flow matching, RAM.")
-@click.option("--mode", type=click.Choice(["temperature", "prior", "reward"]), default=None,
+@click.option("--method", type=click.Choice(list(LOSSES)), default=None, help=f"Tilt loss ({_METHOD_HELP}).")
+@click.option("--mode", type=click.Choice(list(MODES)), default=None,
               help="Reward mode (default: reward for cards with [reward], else temperature).")
-@click.option("--net", "net", type=click.Choice(["egnn", "e3nn", "mlp", "affine"]), default=None,
+@click.option("--net", "net", type=click.Choice(list(NETS)), default=None,
               help="Velocity network (default: egnn for particles, mlp for 2-D toys; e3nn tells enantiomers apart).")
 @click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True, help="Budget preset.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A TOML run config (overrides the preset).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder [default: runs/<system>-<method>-<preset>].")
-@click.option("--h", "h", type=float, default=None, help="Fixed annealing step (default: adaptive).")
+@click.option("--model", "model", type=str, default=None,
+              help="Start from this tilted model (a model.pt, or package:NAME for a shipped one): "
+                   "skips base data, pretraining and tilt.")
+@click.option("--h", "h", type=float, default=None,
+              help="Fixed annealing step (default: the preset's value; adaptive from --target-ess when unset).")
 @click.option("--target-ess", type=float, default=None, help="Incremental-weight ESS of the adaptive step.")
 @click.option("--n-samples", type=int, default=None, help="Final samples with exact log-weights.")
 @click.option("--temperature-factor", type=float, default=None, help="kT0 = factor·kT (temperature mode).")
 @click.option("--beta", type=float, default=None, help="Reward scale (reward mode).")
 @click.option("--mcmc-steps", type=int, default=None, help="MALA correction steps on the final samples.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
-@click.option("--device", default=None, help="cpu or cuda.")
+@device_option(default=None)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def tilt(system_name, method, mode, net, preset, config_file, out, h, target_ess, n_samples, temperature_factor, beta,
-         mcmc_steps, seed, device, resume, quiet) -> None:
+@progress_option
+def tilt(system_name, method, mode, net, preset, config_file, out, model, h, target_ess, n_samples,
+         temperature_factor, beta, mcmc_steps, seed, device, resume, progress, quiet) -> None:
     """Pretrain a flow on the a = 0 distribution and tilt it to the target with Tilt Matching.
 
     Writes runs/<run>/samples.h5 (samples, log-weights, energies, history, config) and prints
-    ESS, log Z ± se, mean energy, wall time and energy evaluations.
+    ESS, log Z ± se, mean energy, wall time and energy evaluations. Ctrl-C stops the job; run the
+    same command with --resume to continue it.
     """
     from molsample.pipeline import run_tilt
 
     system = load_system(system_name)
     overrides = {
-        "mode": mode, "net": {"name": net}, "temperature_factor": temperature_factor, "beta": beta, "seed": seed, "device": device,
-        "tilt": {"method": method, "h": h, "target_ess": target_ess},
-        "final": {"n_samples": n_samples, "mcmc_steps": mcmc_steps},
+        "mode": mode, "net": {"name": net}, "temperature_factor": temperature_factor, "beta": beta, "seed": seed,
+        "device": device, "tilt": {"method": method, "h": h, "target_ess": target_ess},
+        "final": {"n_samples": n_samples, "mcmc_steps": mcmc_steps}, "start": {"model": model},
     }
     cfg = resolve_config(system_name, preset=preset, config_file=config_file, card=system.card, overrides=overrides)
     run_dir = out if out is not None else Path("runs") / f"{system.name}-{cfg.tilt.method}-{preset}"
     if not resume and (run_dir / "samples.h5").exists():
         click.echo(f"note: {run_dir}/samples.h5 exists and will be replaced when this run finishes "
                    "(cached data and pretraining are reused when their settings match)", err=True)
-    summary = run_tilt(cfg, run_dir, resume=resume, progress=not quiet, echo=click.echo)
+    command = "molsample " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "molsample tilt"
+    try:
+        summary = run_tilt(cfg, run_dir, resume=resume, progress=show_progress_flag(progress, quiet),
+                           echo=click.echo, command=command)
+    except KeyboardInterrupt:
+        again = command if "--resume" in command else f"{command} --resume"
+        if "--out" not in again:
+            again += f" --out {shlex.quote(str(run_dir))}"
+        click.echo(f"\ninterrupted; the run in {run_dir} can be continued with: {again}", err=True)
+        raise SystemExit(130) from None
     click.echo("")
     for line in summary.lines():
         click.echo(line)

@@ -36,6 +36,8 @@ from torch import Tensor
 
 from molsample import units
 from molsample.errors import ConfigError, RunFileError
+from molsample.io.cache import digest
+from molsample.io.hdf5 import RunFile
 from molsample.sampling.mcmc import geometric_ladder, mala, parallel_tempering
 
 __all__ = [
@@ -421,8 +423,6 @@ def write_reference(result: ReferenceResult, path: str | os.PathLike, system: An
     settings as ``/config``; root attributes ``kind = "reference"``, ``system``, ``method``,
     ``seed``, ``kT``.
     """
-    from molsample.io.hdf5 import RunFile
-
     path = Path(path)
     d = result.diagnostics
     with RunFile(path, "w") as rf:
@@ -450,8 +450,6 @@ def write_reference(result: ReferenceResult, path: str | os.PathLike, system: An
 
 def read_reference(path: str | os.PathLike) -> ReferenceResult:
     """Read a file written by :func:`write_reference` (positions come back as float64)."""
-    from molsample.io.hdf5 import RunFile
-
     with RunFile(path, "r") as rf:
         s = rf.read_samples()
         attrs = dict(rf.attrs)
@@ -525,9 +523,8 @@ def reference_cache_path(
         "n": int(n),
         "settings": _jsonable(settings),
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in system.name)
-    return Path(cache_dir) / f"{safe}-{method}-n{n}-{digest}.h5"
+    return Path(cache_dir) / f"{safe}-{method}-n{n}-{digest(key)}.h5"
 
 
 def load_or_generate_reference(

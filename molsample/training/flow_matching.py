@@ -215,9 +215,9 @@ def train_flow_matching(
 
     bar = None
     if progress and start < config.steps:
-        from tqdm.auto import tqdm
+        from molsample.progress import progress_bar
 
-        bar = tqdm(total=config.steps, initial=start, desc="flow matching", mininterval=1.0)
+        bar = progress_bar(total=config.steps, initial=start, desc="flow matching", mininterval=1.0)
     field.train()
     for step in range(start, config.steps):
         if pool is not None:

@@ -14,11 +14,13 @@ and dimensions and averaged over the batch.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import torch
 
+from molsample.errors import ConfigError
 from molsample.sampling.weights import ess
-
-METHODS = ("itm", "etm", "wfm", "ram")
 
 
 def _sq(err: torch.Tensor) -> torch.Tensor:
@@ -53,6 +55,77 @@ def ram_target(v: torch.Tensor, v_prev: torch.Tensor, dxt: torch.Tensor, hr: tor
     return v_prev + _bcast(hr, v) * (dxt - v.detach())
 
 
+@dataclasses.dataclass(frozen=True)
+class TiltLoss:
+    """One registered tilt loss.
+
+    Attributes:
+        name: the ``tilt.method`` / ``--method`` name.
+        loss: ``loss(v, v_prev, dxt, hr) -> scalar`` (``v_prev`` is None when ``needs_frozen`` is False).
+        needs_frozen: whether the loss evaluates the frozen level-a field b_a.
+        centring: the default reward centring (``lme`` | ``mean`` | ``none``, see :func:`center_reward`).
+        summary: one line for ``--help``.
+    """
+
+    name: str
+    loss: Callable[..., torch.Tensor]
+    needs_frozen: bool
+    centring: str
+    summary: str
+
+
+#: method name → :class:`TiltLoss`; the single source of the names the config and the CLI accept
+LOSSES: dict[str, TiltLoss] = {}
+
+
+def register_loss(name: str, *, needs_frozen: bool, centring: str, summary: str):
+    """Decorator registering ``loss(v, v_prev, dxt, hr) -> scalar`` under ``name``."""
+    if centring not in CENTRINGS:
+        raise ValueError(f"centring {centring!r} of loss {name!r} is not one of {CENTRINGS}")
+
+    def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        LOSSES[name] = TiltLoss(name, fn, needs_frozen, centring, summary)
+        return fn
+    return wrap
+
+
+#: reward centrings of :func:`center_reward`
+CENTRINGS = ("lme", "mean", "none")
+
+
+def get_loss(method: str) -> TiltLoss:
+    """The registered loss ``method``; :class:`ConfigError` naming the known ones otherwise."""
+    try:
+        return LOSSES[method]
+    except KeyError:
+        raise ConfigError(f"unknown tilt method {method!r}; use one of {', '.join(LOSSES)}") from None
+
+
+@register_loss("itm", needs_frozen=True, centring="lme", summary="implicit Tilt Matching (exact fixed point)")
+def _itm_loss(v, v_prev, dxt, hr):
+    return _sq(v - itm_target(v, v_prev, dxt, hr)).mean()
+
+
+@register_loss("etm", needs_frozen=True, centring="mean", summary="explicit (first-order) Tilt Matching")
+def _etm_loss(v, v_prev, dxt, hr):
+    return _sq(v - etm_target(v_prev, dxt, hr)).mean()
+
+
+@register_loss("wfm", needs_frozen=False, centring="lme", summary="weighted flow matching (self-normalized)")
+def _wfm_loss(v, v_prev, dxt, hr):
+    w = torch.softmax(hr, dim=0)
+    return (w * _sq(v - dxt)).sum()
+
+
+@register_loss("ram", needs_frozen=True, centring="none", summary="Reinforce-Adjoint-Matching-style target")
+def _ram_loss(v, v_prev, dxt, hr):
+    return _sq(v - ram_target(v, v_prev, dxt, hr)).mean()
+
+
+#: the registered method names (kept for callers of the old tuple)
+METHODS = tuple(LOSSES)
+
+
 def tilt_loss(
     method: str,
     v: torch.Tensor,
@@ -60,24 +133,11 @@ def tilt_loss(
     dxt: torch.Tensor,
     hr: torch.Tensor,
 ) -> torch.Tensor:
-    """Scalar loss of one minibatch for ``method`` in :data:`METHODS`.
+    """Scalar loss of one minibatch for a registered ``method`` (see :data:`LOSSES`).
 
     WFM uses self-normalized weights e^{hr}/Σe^{hr} on ‖b̂ − İ_t‖² (it needs no ``v_prev``).
     """
-    if method == "itm":
-        target = itm_target(v, v_prev, dxt, hr)
-    elif method == "etm":
-        target = etm_target(v_prev, dxt, hr)
-    elif method == "ram":
-        target = ram_target(v, v_prev, dxt, hr)
-    elif method == "wfm":
-        w = torch.softmax(hr, dim=0)
-        return (w * _sq(v - dxt)).sum()
-    else:
-        from molsample.errors import ConfigError
-
-        raise ConfigError(f"unknown tilt method {method!r}; use one of {', '.join(METHODS)}")
-    return _sq(v - target).mean()
+    return get_loss(method).loss(v, v_prev, dxt, hr)
 
 
 def log_mean_exp(x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +161,6 @@ def center_reward(r: torch.Tensor, h: float, mode: str) -> torch.Tensor:
         return hr - hr.mean()
     if mode == "none":
         return hr
-    from molsample.errors import ConfigError
-
     raise ConfigError(f"unknown reward centring {mode!r}; use lme, mean or none")
 
 

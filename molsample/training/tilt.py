@@ -1,4 +1,4 @@
-"""The annealed Tilt Matching loop (design.md §5).
+"""The annealed Tilt Matching loop and its settings (:class:`TiltConfig`).
 
 One level a_k → a_{k+1} = a_k + h_k:
 
@@ -19,27 +19,94 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from molsample.config import TiltConfig
 from molsample.errors import ConfigError
 from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
+from molsample.progress import progress_bar
 from molsample.rewards import TiltReward
-from molsample.sampling.ode import sample as ode_sample
+from molsample.sampling.flow_sampler import FlowSampler
 from molsample.sampling.weights import ess
-from molsample.training.losses import center_reward, choose_step, incremental_ess, tilt_loss
+from molsample.training.losses import (CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess,
+                                      tilt_loss)
+
+
+@dataclasses.dataclass
+class TiltConfig:
+    """Settings of the annealing loop.
+
+    Attributes:
+        method: a registered loss (:data:`~molsample.training.losses.LOSSES`: itm | etm | wfm | ram).
+        h: fixed annealing step; ``None`` chooses h_k adaptively from ``target_ess``.
+        target_ess: ESS of the incremental weights e^{h r} aimed at by the adaptive step.
+        min_h: smallest adaptive step (guarantees progress).
+        max_levels: hard cap on the number of levels.
+        n_endpoints: samples x1 drawn from each frozen level (reward evaluations per level).
+        endpoints_per_step, draws_per_endpoint: minibatch = endpoints × (t, x0) draws.
+        steps_per_level: gradient steps per level (the fixed-point regression).
+        lr: Adam learning rate; grad_clip: max gradient norm (``None``: off).
+        center: reward centring per level: auto | lme | mean | none (auto: the loss's registered
+            default, :data:`~molsample.training.losses.LOSSES`).
+        ode_method, ode_steps: solver that draws the level's samples.
+        full_ess_every: every this many levels, the ESS with exact log-weights against the
+            level's target (needs the divergence; 0 disables).
+        n_probe: probe batch size for ‖b̂ − b_{a_k}‖ (drawn from the training generator) and the
+            full ESS (drawn from a generator of its own).
+        path: interpolant name.
+    """
+
+    method: str = "itm"
+    h: float | None = None
+    target_ess: float = 0.9
+    min_h: float = 1e-4
+    max_levels: int = 200
+    n_endpoints: int = 256
+    endpoints_per_step: int = 32
+    draws_per_endpoint: int = 4
+    steps_per_level: int = 30
+    lr: float = 1e-3
+    grad_clip: float | None = 10.0
+    center: str = "auto"
+    ode_method: str = "euler"
+    ode_steps: int = 25
+    full_ess_every: int = 0
+    n_probe: int = 256
+    path: str = "linear"
+
+    def validate(self) -> None:
+        if self.method not in LOSSES:
+            raise ConfigError(f"tilt.method = {self.method!r}; use one of {', '.join(LOSSES)}")
+        if self.h is not None and not 0 < self.h <= 1:
+            raise ConfigError(f"tilt.h = {self.h} must be in (0, 1]; or leave it unset for the adaptive step")
+        if not 0 < self.target_ess < 1:
+            raise ConfigError(f"tilt.target_ess = {self.target_ess} must be in (0, 1), e.g. 0.9")
+        if self.center != "auto" and self.center not in CENTRINGS:
+            raise ConfigError(f"tilt.center = {self.center!r}; use auto, {', '.join(CENTRINGS)}")
+        for key in ("n_endpoints", "endpoints_per_step", "draws_per_endpoint", "steps_per_level", "max_levels"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"tilt.{key} must be >= 1, got {getattr(self, key)}")
+
+    @property
+    def centring(self) -> str:
+        """The centring used: ``center``, or for ``auto`` the registered loss's default."""
+        if self.center != "auto":
+            return self.center
+        return get_loss(self.method).centring
+
 
 HISTORY_KEYS = (
     "level", "a", "h", "mean_reward", "mean_energy", "loss", "update_norm",
-    "ess_incremental", "ess", "n_nonfinite", "reward_evals",
+    "ess_incremental", "ess", "n_nonfinite", "reward_evals", "cpu_s", "wall_s",
 )
+#: offset of the seed of the full-ESS probes' own generator (so that they never shift the training draws)
+FULL_ESS_SEED_OFFSET = 7919
 
 
 class TiltMatching:
@@ -65,6 +132,7 @@ class TiltMatching:
         self.device = torch.device(device)
         self.path = get_path(config.path)
         self.dtype = next(field.parameters()).dtype
+        self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer = torch.optim.Adam(field.parameters(), lr=config.lr)
         self.a = 0.0
@@ -82,16 +150,20 @@ class TiltMatching:
         return torch.randperm(n, generator=self.generator).to(self.device)
 
     # ------------------------------------------------------------------ one level
+    def sampler(self, field: nn.Module) -> FlowSampler:
+        """The :class:`FlowSampler` of ``field`` with the level solver of the config."""
+        return FlowSampler(field, self.base, self.reward, method=self.config.ode_method,
+                           steps=self.config.ode_steps, dtype=self.dtype, device=self.device)
+
     @torch.no_grad()
     def draw_level_samples(self, frozen: nn.Module, n: int) -> torch.Tensor:
         """x1 from the frozen level, ``(n, n_particles, dim)``."""
-        res = ode_sample(frozen, self.base, n, generator=self.generator, dtype=self.dtype,
-                         device=self.device, method=self.config.ode_method, steps=self.config.ode_steps)
-        return res.x1
+        return self.sampler(frozen).draw(n, generator=self.generator)
 
     def step_level(self) -> dict[str, float]:
         """Run one annealing level; returns its history row."""
         cfg = self.config
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         frozen = copy.deepcopy(self.field).eval()
         for p in frozen.parameters():
             p.requires_grad_(False)
@@ -115,6 +187,7 @@ class TiltMatching:
 
         probe = self._probe_batch(x1)
         losses = []
+        loss_spec = get_loss(cfg.method)
         self.field.train()
         for _ in range(cfg.steps_per_level):
             idx = self._randperm(len(r))[: cfg.endpoints_per_step]
@@ -123,7 +196,7 @@ class TiltMatching:
             t = self._rand(len(idx))
             ps = self.path.sample(self._base(len(idx)), xb1, t)
             with torch.no_grad():
-                v_prev = frozen(ps.t, ps.xt) if cfg.method != "wfm" else None
+                v_prev = frozen(ps.t, ps.xt) if loss_spec.needs_frozen else None
             v = self.field(ps.t, ps.xt)
             loss = tilt_loss(cfg.method, v, v_prev, ps.dxt, hrb)
             self.optimizer.zero_grad(set_to_none=True)
@@ -151,6 +224,8 @@ class TiltMatching:
             "ess": math.nan,
             "n_nonfinite": float(n_bad),
             "reward_evals": float(self.reward.n_energy_evals),
+            "cpu_s": math.nan,
+            "wall_s": math.nan,
         }
         self.a = min(1.0, self.a + h)
         if self.a > 1.0 - 1e-9:
@@ -158,6 +233,8 @@ class TiltMatching:
         self.level += 1
         if cfg.full_ess_every and (self.level % cfg.full_ess_every == 0 or self.a >= 1.0):
             row["ess"] = self.full_ess(self.a)
+        row["cpu_s"] = time.process_time() - cpu0
+        row["wall_s"] = time.perf_counter() - wall0
         for k in HISTORY_KEYS:
             self.history[k].append(row[k])
         return row
@@ -170,12 +247,17 @@ class TiltMatching:
 
     @torch.no_grad()
     def full_ess(self, a: float) -> float:
-        """ESS of exact log-weights of the current field against the level-``a`` target."""
-        res = ode_sample(self.field, self.base, self.config.n_probe, generator=self.generator,
-                         dtype=self.dtype, device=self.device, method=self.config.ode_method,
-                         steps=self.config.ode_steps, with_logq=True)
-        e = self.reward.energy(res.x1).to(self.dtype)
-        return ess(self.reward.log_target_from_energy(res.x1, e, a) - res.logq)
+        """ESS of exact log-weights of the current field against the level-``a`` target.
+
+        The target uses the true energy (not the soft-capped one the reward sees), so at a = 1
+        this is the ESS of the final weights. The probes come from a generator of their own,
+        seeded by the trainer's seed and the level, so that computing them (or changing
+        ``full_ess_every`` on resume) never shifts the training draws.
+        """
+        g = torch.Generator().manual_seed(self.seed + FULL_ESS_SEED_OFFSET * (1 + self.level))
+        x, logq = self.sampler(self.field).draw_with_logq(self.config.n_probe, generator=g)
+        e = self.reward.energy(x).to(self.dtype)
+        return ess(self.reward.log_level_target(x, e, a) - logq)
 
     # ------------------------------------------------------------------ loop, checkpoints
     def state_dict(self) -> dict:
@@ -183,6 +265,7 @@ class TiltMatching:
             "field": self.field.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "seed": self.seed,
             "a": self.a,
             "level": self.level,
             "history": self.history,
@@ -194,13 +277,19 @@ class TiltMatching:
         self.field.load_state_dict(state["field"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        self.seed = int(state.get("seed", self.seed))
         self.a = float(state["a"])
         self.level = int(state["level"])
         self.history = {k: list(v) for k, v in state["history"].items()}
+        n_done = len(self.history.get("level", []))
+        for k in HISTORY_KEYS:  # checkpoints written before a key existed
+            self.history.setdefault(k, [math.nan] * n_done)
         self.reward.n_energy_evals = int(state["reward_evals"])
 
-    #: settings that may change between an interrupted run and its resumption
-    RESUME_FREE = ("max_levels", "full_ess_every", "n_probe")
+    #: settings that may change between an interrupted run and its resumption without changing the
+    #: trained weights: the level cap, and the full-ESS probes (own generator, see :meth:`full_ess`).
+    #: ``n_probe`` also sizes the update-norm probe drawn from the training generator, so it is not free.
+    RESUME_FREE = ("max_levels", "full_ess_every")
 
     def _check_resumable(self, stored: dict, path: Path) -> None:
         now = dataclasses.asdict(self.config)
@@ -228,7 +317,7 @@ class TiltMatching:
             state = torch.load(checkpoint_path, map_location=self.device, weights_only=False)
             self._check_resumable(state.get("config", {}), checkpoint_path)
             self.load_state_dict(state)
-        bar = tqdm(total=1.0, desc=f"tilt ({self.config.method})", disable=not progress,
+        bar = progress_bar(total=1.0, desc=f"tilt ({self.config.method})", enabled=progress,
                    bar_format="{l_bar}{bar}| a={n:.3f} [{elapsed}<{remaining}{postfix}]")
         bar.update(self.a)
         while self.a < 1.0 and self.level < self.config.max_levels:

@@ -1,0 +1,1 @@
+"""Files shipped with the package: ``models/`` holds pretrained, tilted models (``package:NAME``)."""

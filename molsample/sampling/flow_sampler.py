@@ -1,0 +1,144 @@
+"""The sampling room: one object that draws samples of a flow, with exact log q and importance weights.
+
+:class:`FlowSampler` owns batching, the model log-density (the divergence integrated with the same
+fixed-step solver), the log-weights against the target, per-batch atomic checkpoints and the count
+of energy evaluations. It knows nothing about training: the tilt trainer, the tilt job's final
+stage, ``molsample sample`` and the benchmarks all draw through it (as ``ODESolver.sample`` /
+``compute_likelihood`` do in facebookresearch/flow_matching).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from molsample.io.atomic import save_torch_atomic
+from molsample.io.cache import digest, load_cached
+from molsample.sampling.ode import sample as ode_sample
+from molsample.sampling.weights import WeightSummary, log_weights, summarize
+
+__all__ = ["FlowSampler", "Target", "WeightedSamples", "field_fingerprint"]
+
+
+class Target(Protocol):
+    """What the sampler weights against (e.g. :class:`molsample.rewards.TiltReward`)."""
+
+    n_energy_evals: int
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """E(x), ``(batch,)`` in the system's unit; counts the evaluations."""
+
+    def log_final_target(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Unnormalized log-density of the target given the true energies, ``(batch,)``."""
+
+
+@dataclasses.dataclass
+class WeightedSamples:
+    """Flow samples with everything needed to reweight them to the target.
+
+    Attributes:
+        x: ``(n, n_particles, dim)`` samples; logq: ``(n,)`` model log-density;
+        energy: ``(n,)`` in the system's unit; logw: ``(n,)`` log importance weights
+        (−inf for non-finite energies); summary: ESS, log Z ± se, counts.
+    """
+
+    x: torch.Tensor
+    logq: torch.Tensor
+    energy: torch.Tensor
+    logw: torch.Tensor
+    summary: WeightSummary
+
+
+def field_fingerprint(field: nn.Module) -> list[float]:
+    """Cheap identity of a field's weights (sums of |θ| and θ over all parameters)."""
+    with torch.no_grad():
+        params = [p.detach().double() for p in field.parameters()]
+        return [float(sum(p.abs().sum() for p in params)), float(sum(p.sum() for p in params))]
+
+
+class FlowSampler:
+    """Draw samples of the flow of ``field`` from ``base``, weighted against ``target``.
+
+    Args:
+        field: velocity net ``field(t, x)``, ``x: (batch, n_particles, dim)``.
+        base: base distribution (``sample(n, generator=, dtype=, device=)``, ``log_prob``).
+        target: a :class:`Target` (energies and the log-density of the weights); only
+            :meth:`sample` needs it.
+        method, steps: fixed-step solver (``euler`` | ``midpoint`` | ``rk4``) and its number of steps.
+        divergence: ``exact`` or ``hutchinson`` (the latter biases the weights).
+        dtype, device: of the base samples and the integration.
+    """
+
+    def __init__(self, field: nn.Module, base: Any, target: Target | None = None, *, method: str = "rk4",
+                 steps: int = 50, divergence: str = "exact", dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> None:
+        self.field, self.base, self.target = field, base, target
+        self.method, self.steps, self.divergence = method, int(steps), divergence
+        self.dtype, self.device = dtype, device
+
+    @torch.no_grad()
+    def draw(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` samples without log q (e.g. an annealing level's), ``(n, n_particles, dim)``."""
+        return ode_sample(self.field, self.base, n, generator=generator, dtype=self.dtype, device=self.device,
+                          method=self.method, steps=self.steps).x1
+
+    @torch.no_grad()
+    def draw_with_logq(self, n: int, *, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` samples and their model log-density, ``((n, n_particles, dim), (n,))``, one batch."""
+        res = ode_sample(self.field, self.base, n, generator=generator, dtype=self.dtype, device=self.device,
+                         method=self.method, steps=self.steps, with_logq=True, divergence=self.divergence)
+        return res.x1.detach(), res.logq.detach()
+
+    def _key(self, n: int, batch_size: int, generator: torch.Generator | None) -> str:
+        return digest({"n": n, "method": self.method, "steps": self.steps, "divergence": self.divergence,
+                       "batch_size": batch_size, "dtype": str(self.dtype), "field": field_fingerprint(self.field),
+                       "spec": getattr(self.field, "spec", None),
+                       "generator": None if generator is None else generator.initial_seed()})
+
+    @torch.no_grad()
+    def sample(self, n: int, *, batch_size: int = 1000, generator: torch.Generator | None = None,
+               checkpoint: Path | None = None, progress: bool = False) -> WeightedSamples:
+        """``n`` samples with exact log q, energies and log-weights against the target.
+
+        logw = log π(x) − log q(x) with log π the target's unnormalized log-density. Batches of
+        ``batch_size`` bound memory. With ``checkpoint``, the batches done so far (and the
+        generator state) are saved there atomically after each batch, and a later call with the
+        same field and settings continues from them: the result equals an uninterrupted call.
+        The file is removed at the end. Energies are counted in ``target.n_energy_evals``
+        (those of resumed batches too).
+        """
+        from molsample.progress import progress_bar
+
+        if self.target is None:
+            raise ValueError("FlowSampler.sample needs a target to weight against; use draw() for plain samples")
+        xs: list[torch.Tensor] = []
+        logqs: list[torch.Tensor] = []
+        es: list[torch.Tensor] = []
+        key = self._key(n, batch_size, generator)
+        blob = load_cached(checkpoint, key) if checkpoint is not None else None
+        if blob is not None:
+            xs, logqs, es = blob["x"], blob["logq"], blob["energy"]
+            if generator is not None:
+                generator.set_state(blob["generator"])
+        done = sum(len(b) for b in xs)
+        self.target.n_energy_evals += done  # evaluated by the interrupted call
+        for start in progress_bar(range(done, n, batch_size), desc="final samples", enabled=progress,
+                                  initial=done // batch_size, total=-(-n // batch_size)):
+            m = min(batch_size, n - start)
+            x, logq = self.draw_with_logq(m, generator=generator)
+            xs.append(x)
+            logqs.append(logq)
+            es.append(self.target.energy(x).detach())
+            if checkpoint is not None and start + m < n:
+                save_torch_atomic({"key": key, "x": xs, "logq": logqs, "energy": es,
+                                   "generator": None if generator is None else generator.get_state()}, checkpoint)
+        if checkpoint is not None:
+            Path(checkpoint).unlink(missing_ok=True)
+        x, logq, e = torch.cat(xs), torch.cat(logqs).double(), torch.cat(es).double()
+        logw = log_weights(-self.target.log_final_target(x.double(), e), logq)
+        return WeightedSamples(x=x, logq=logq, energy=e, logw=logw, summary=summarize(logw))

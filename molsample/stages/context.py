@@ -1,0 +1,84 @@
+"""What every stage of a run sees: the resolved settings, the system and the artefacts so far."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from molsample.config import RunConfig
+from molsample.devices import resolve_device
+from molsample.distributions import base_distribution
+from molsample.progress import show_progress
+from molsample.systems import System, load_system
+
+Echo = Callable[[str], None]
+
+__all__ = ["Echo", "RunContext", "resolve_mode"]
+
+
+def resolve_mode(cfg: RunConfig, system: System) -> str:
+    """The reward mode: the configured one, else ``reward`` for cards with [reward], else ``temperature``."""
+    if cfg.mode is not None:
+        return cfg.mode
+    return "reward" if isinstance(system.card.get("reward"), dict) else "temperature"
+
+
+@dataclasses.dataclass
+class RunContext:
+    """The state one run's stages share; each stage reads what earlier ones left and adds its own.
+
+    Attributes:
+        cfg, run_dir, system, mode, device, dtype, base: resolved once by :meth:`create`.
+        kT0: temperature of the a = 0 distribution (factor·kT in the temperature mode, else kT).
+        progress: draw progress bars (already False when stderr is not a terminal).
+        resume: continue from the run folder's checkpoints.
+        command: the command line that started the run (stored with the model).
+        data, field, reward, trainer, history, samples, reference, extra: stage outputs.
+    """
+
+    cfg: RunConfig
+    run_dir: Path
+    system: System
+    mode: str
+    device: torch.device
+    dtype: torch.dtype
+    base: Any
+    kT0: float
+    progress: bool = True
+    resume: bool = False
+    echo: Echo = print
+    command: str = ""
+    data: Any = None
+    field: nn.Module | None = None
+    reward: Any = None
+    trainer: Any = None
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    levels: int = 0
+    samples: Any = None
+    n_nonfinite: int = 0
+    attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def set_mode(self, mode: str) -> None:
+        """Switch the reward mode (e.g. to a start model's) and recompute kT0."""
+        self.mode = mode
+        factor = self.cfg.temperature_factor if mode == "temperature" else 1.0
+        self.kT0 = factor * self.system.kT
+
+    @classmethod
+    def create(cls, cfg: RunConfig, run_dir: Path, *, progress: bool = True, resume: bool = False,
+               echo: Echo = print, command: str = "") -> "RunContext":
+        """Resolve system, device, dtype, mode, base and kT0; creates nothing on disk, so a bad
+        setting (e.g. CUDA absent) fails before the run folder exists."""
+        system = load_system(cfg.system)
+        device = resolve_device(cfg.device)
+        mode = resolve_mode(cfg, system)
+        kT0 = cfg.temperature_factor * system.kT if mode == "temperature" else system.kT
+        return cls(cfg=cfg, run_dir=Path(run_dir), system=system, mode=mode, device=device,
+                   dtype=torch.float64 if cfg.dtype == "float64" else torch.float32,
+                   base=base_distribution(system), kT0=kT0, progress=show_progress(progress), resume=resume,
+                   echo=echo, command=command)

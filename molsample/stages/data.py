@@ -1,0 +1,70 @@
+"""Samples from the reference samplers: the a = 0 training data and the ground truth at the target."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from molsample.io.cache import digest, load_cached, save_cached
+from molsample.rewards import TiltReward
+from molsample.sampling.weights import resample
+from molsample.stages.context import RunContext
+from molsample.systems import System
+
+__all__ = ["base_data_stage", "reference_samples", "target_reference"]
+
+
+def reference_samples(system: System, dcfg, kT: float, *, seed: int, progress: bool):
+    """Samples at ``kT`` from the reference sampler (cached in runs/cache/reference/ by settings)."""
+    from molsample.sampling.reference import load_or_generate_reference, resolve_method
+
+    settings = {k: v for k, v in (("n_steps", dcfg.steps), ("burn_in", dcfg.burn_in)) if v}
+    if resolve_method(system, dcfg.method, kT) == "exact":
+        settings = {}  # step counts of a preset mean nothing to an exact sampler
+    return load_or_generate_reference(system, dcfg.n, kT=kT, method=dcfg.method, seed=seed,
+                                      progress=progress, **settings)
+
+
+def base_data_stage(ctx: RunContext) -> None:
+    """``ctx.data``: samples of the a = 0 distribution, ``(cfg.data.n, n_particles, dim)``, cached
+    as ``base_data.pt``; or, when the a = 0 distribution has an exact sampler (reward mode on the
+    2-D toys), the sampler itself, so that pretraining draws fresh samples at every step."""
+    cfg, system = ctx.cfg, ctx.system
+    if ctx.mode == "reward" and system.exact_sampler() is not None:
+        ctx.echo("base data: the system's exact sampler (fresh samples at every pretraining step)")
+        ctx.data = system.exact_sampler()
+        return
+    cache = ctx.run_dir / "base_data.pt"
+    key = digest({"system": str(system.card_path), "mode": ctx.mode, "data": dataclasses.asdict(cfg.data),
+                  "factor": cfg.temperature_factor, "seed": cfg.seed})
+    blob = load_cached(cache, key)
+    if blob is not None:
+        ctx.echo(f"base data: reusing {len(blob['x'])} cached samples ({cache})")
+        ctx.data = blob["x"]
+        return
+    if ctx.mode == "prior":
+        x = ctx.base.sample(cfg.data.n, generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
+        info = "base Gaussian"
+    else:
+        ref = reference_samples(system, cfg.data, ctx.kT0, seed=cfg.seed, progress=ctx.progress)
+        x = torch.as_tensor(ref.samples, dtype=torch.float64)
+        info = f"{ref.method} at kT0 = {ctx.kT0:g} {system.energy_unit}"
+    save_cached(cache, key, {"x": x})
+    ctx.echo(f"base data: {len(x)} samples ({info})")
+    ctx.data = x
+
+
+def target_reference(ctx: RunContext, reward: TiltReward) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Ground-truth samples of the a = 1 target for the report: reference samples at kT, and in
+    reward mode those samples resampled (systematically) with weights e^{β f(x)}."""
+    cfg, system = ctx.cfg, ctx.system
+    ref = reference_samples(system, cfg.reference, system.kT, seed=cfg.seed + 3, progress=ctx.progress)
+    x, e = torch.as_tensor(ref.samples), torch.as_tensor(ref.energies)
+    info = f"{ref.method} samples at kT = {system.kT:g} {system.energy_unit}"
+    if reward.mode == "reward":
+        logw = reward.beta * reward.fn(x)
+        idx = resample(logw, len(x), generator=torch.Generator().manual_seed(cfg.seed + 4))
+        x, e = x[idx], e[idx]
+        info += f", resampled with weights exp(β·reward), β = {reward.beta:g}"
+    return x, e, info

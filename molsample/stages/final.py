@@ -1,0 +1,107 @@
+"""The final-samples stage: weighted samples through the :class:`FlowSampler`, the chirality fix,
+the run file ``samples.h5`` and the optional MCMC correction."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from molsample.io.hdf5 import RunFile
+from molsample.sampling.flow_sampler import FlowSampler, WeightedSamples
+from molsample.sampling.weights import summarize
+from molsample.stages.context import Echo, RunContext
+from molsample.systems import System
+
+__all__ = ["final_sampler", "final_stage", "fix_chirality", "mcmc_correct", "write_samples"]
+
+
+def final_sampler(field: nn.Module, base, reward, fin, *, dtype: torch.dtype, device) -> FlowSampler:
+    """The :class:`FlowSampler` of the ``[final]`` settings ``fin``."""
+    return FlowSampler(field, base, reward, method=fin.ode_method, steps=fin.ode_steps, divergence=fin.divergence,
+                       dtype=dtype, device=device)
+
+
+def final_stage(ctx: RunContext) -> None:
+    """Draw ``final.n_samples`` weighted samples (resumable per batch) and write ``samples.h5``."""
+    cfg, fin, system = ctx.cfg, ctx.cfg.final, ctx.system
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    sampler = final_sampler(ctx.field, ctx.base, ctx.reward, fin, dtype=ctx.dtype, device=ctx.device)
+    ws = sampler.sample(fin.n_samples, batch_size=fin.batch_size, generator=g, progress=ctx.progress,
+                        checkpoint=ctx.run_dir / "checkpoints" / "final.pt")
+    if fin.divergence == "hutchinson":
+        ctx.echo("warning: log-weights use the Hutchinson divergence estimator; ESS and log Z are biased")
+    ctx.n_nonfinite = ws.summary.n_nonfinite  # before the chirality fix gives mirror images weight 0
+    chiral_attrs = fix_chirality(ws, system, ctx.field, reflect=fin.reflect_chirality, echo=ctx.echo)
+    ctx.samples, ctx.attrs = ws, dict(chiral_attrs)
+    with RunFile(ctx.run_dir / "samples.h5", "w") as rf:
+        write_samples(rf, system, ws)
+        rf.write_history({k: np.asarray(v, dtype=np.float64) for k, v in ctx.history.items()})
+        rf.write_config(cfg.to_dict())
+        rf.set_attrs(kind="tilt", system=system.name, method=cfg.tilt.method, mode=ctx.mode, seed=cfg.seed,
+                     kT=system.kT, energy_unit=system.energy_unit, divergence=fin.divergence,
+                     energy_evals=ctx.reward.n_energy_evals,
+                     ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se, **chiral_attrs)
+        if fin.mcmc_steps > 0:
+            mcmc_correct(rf, system, ws.x, fin.mcmc_steps, seed=cfg.seed, progress=ctx.progress, echo=ctx.echo)
+
+
+def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, reflect: bool,
+                  echo: Echo) -> dict[str, float]:
+    """Chirality of the samples of a system with stereocentres (else nothing).
+
+    With ``reflect``, the samples are weighted against the target folded onto the reference
+    stereoisomer (docs/chirality.md). For a reflection-invariant net (every net but the chiral
+    e3nn) wrong-handed samples are mirrored in place; E and the model density are
+    reflection-invariant, so logq, the energies and logw stay valid. For a chiral net the
+    mirror-image samples get weight 0 and the others log 2 more
+    (:func:`~molsample.chirality.drop_wrong_handed_log_weights`); the ESS counts the dropped ones
+    as wasted. Returns run-file attributes with the fractions before the fix.
+    """
+    from molsample.chirality import (chiral_centers_for_system, chirality_fractions, drop_wrong_handed_log_weights,
+                                     reflect_wrong_handed)
+
+    centers = chiral_centers_for_system(system)
+    if not centers:
+        return {}
+    frac = chirality_fractions(ws.x.cpu(), centers)
+    attrs = {"chirality_reference_fraction": float(frac["reference"]),
+             "chirality_mirror_fraction": float(frac["mirror"])}
+    echo(f"chirality: {frac['reference']:.3f} of the samples have the reference handedness, "
+         f"{frac['mirror']:.3f} the mirror image")
+    if not reflect:
+        return attrs
+    spec = getattr(field, "spec", {})
+    if spec.get("name") == "e3nn" and spec.get("chiral", True):
+        ws.logw = drop_wrong_handed_log_weights(ws.logw, ws.x.cpu(), centers)
+        ws.summary = summarize(ws.logw)
+        n_dropped = round(frac["mirror"] * frac["n"])
+        attrs["chirality_dropped"] = int(n_dropped)
+        echo(f"chirality: gave the {n_dropped} mirror-image samples of the chiral net weight 0")
+    else:
+        x, n_reflected = reflect_wrong_handed(ws.x.cpu(), centers)
+        ws.x = x.to(ws.x.device)
+        attrs["chirality_reflected"] = int(n_reflected)
+        echo(f"chirality: mirrored {n_reflected} wrong-handed samples (weights unchanged)")
+    return attrs
+
+
+def write_samples(rf, system: System, ws: WeightedSamples, *, append: bool = False) -> None:
+    """Write :class:`WeightedSamples` as the run file's main sample set."""
+    rf.write_samples(ws.x.double().cpu(), logw=ws.logw.cpu(), logq=ws.logq.cpu(), energy=ws.energy.cpu(),
+                     energy_unit=system.energy_unit, length_unit=system.length_unit,
+                     topology=system.topology, kT=system.kT, append=append)
+
+
+def mcmc_correct(rf, system: System, x: torch.Tensor, n_steps: int, *, seed: int, progress: bool, echo: Echo) -> None:
+    """Apply ``n_steps`` MALA steps targeting exp(−E/kT) to ``x`` and store the set ``mcmc_corrected``."""
+    from molsample.sampling.mcmc import mala_correct
+
+    g = torch.Generator().manual_seed(seed + 2)
+    res = mala_correct(system.energy, system.kT, x.double().cpu(), n_steps=n_steps, remove_com=system.remove_com,
+                       generator=g, progress=progress)
+    rf.write_samples(res.samples, energy=res.energies, energy_unit=system.energy_unit,
+                     length_unit=system.length_unit, topology=system.topology, kT=system.kT,
+                     name="mcmc_corrected")
+    rf.set_attrs(mcmc_steps=n_steps, mcmc_acceptance=res.acceptance, mcmc_energy_evals=res.n_energy_evals)
+    echo(f"MCMC correction: {n_steps} MALA steps, acceptance {res.acceptance:.3f}")

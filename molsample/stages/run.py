@@ -1,0 +1,116 @@
+"""The ``molsample tilt`` job as a list of stages, and ``molsample sample`` on a finished run.
+
+    base data → pretraining → tilt → final samples → reference → report
+
+Each stage caches or checkpoints its output in the run folder, so an interrupted job resumes where
+it stopped (``resume=True``) and a finished stage is never recomputed:
+
+    runs/<run>/config.toml            resolved configuration
+    runs/<run>/base_data.pt           samples of the a = 0 distribution (pretraining data)
+    runs/<run>/pretrained.pt          the pretrained field (a = 0)
+    runs/<run>/checkpoints/pretrain-<key>.pt   flow-matching checkpoints (key: net, settings, data)
+    runs/<run>/checkpoints/tilt.pt    the annealing loop's state after every level
+    runs/<run>/checkpoints/final.pt   the final samples drawn so far (per batch)
+    runs/<run>/model.pt               the tilted field (a = 1)
+    runs/<run>/samples.h5             samples with log-weights, energies, history, config, timings
+    runs/<run>/timings.json           CPU and wall seconds per stage over all invocations
+
+With ``[start] model`` the first three stages are replaced by loading that (tilted) model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from molsample.config import RunConfig
+from molsample.io.atomic import write_text_atomic
+from molsample.io.toml_writer import dumps_toml
+from molsample.stages.context import Echo, RunContext
+from molsample.stages.data import base_data_stage
+from molsample.stages.engine import Stage, run_stages
+from molsample.stages.final import final_sampler, final_stage, fix_chirality, write_samples
+from molsample.stages.pretrain import pretrain_stage
+from molsample.stages.reference import reference_stage, wants_reference
+from molsample.stages.report import record_timings, report_stage, wants_report
+from molsample.stages.start import start_from_model, starts_from_model
+from molsample.stages.summary import RunSummary, summarize_run
+from molsample.stages.tilt import tilt_stage
+
+__all__ = ["TILT_STAGES", "run_tilt", "sample_more"]
+
+
+def _reuses_model(ctx: RunContext) -> bool:
+    return starts_from_model(ctx)  # a start model replaces the three training stages
+
+
+#: the stages of ``molsample tilt``, in order
+TILT_STAGES: list[Stage] = [
+    Stage("start", start_from_model, skip=lambda ctx: not starts_from_model(ctx)),
+    Stage("base_data", base_data_stage, skip=_reuses_model),
+    Stage("pretrain", pretrain_stage, skip=_reuses_model),
+    Stage("tilt", tilt_stage, skip=_reuses_model),
+    Stage("final", final_stage),
+    Stage("reference", reference_stage, skip=lambda ctx: not wants_reference(ctx)),
+    Stage("report", report_stage, skip=lambda ctx: not wants_report(ctx)),
+]
+
+
+def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool = True,
+             echo: Echo = print, command: str = "") -> RunSummary:
+    """Run the whole job of ``cfg`` in ``run_dir`` (see the module docstring).
+
+    Everything is resolved (system, device, mode) before the run folder is created, so a bad
+    setting leaves nothing behind.
+    """
+    ctx = RunContext.create(cfg, run_dir, progress=progress, resume=resume, echo=echo, command=command)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(ctx.run_dir / "config.toml", dumps_toml(cfg.to_dict()))
+    run_stages(TILT_STAGES, ctx)
+    record_timings(ctx)
+    return summarize_run(ctx)
+
+
+def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int | None = None,
+                device: str = "cpu", progress: bool = True) -> list[str]:
+    """Draw ``n`` more weighted samples from a finished run and append them to its run file.
+
+    The samples come from the same :class:`~molsample.sampling.flow_sampler.FlowSampler` as the
+    run's final stage. The ESS and log Z in the file's attributes are recomputed over all
+    samples. Returns the summary lines.
+    """
+    from molsample.config import config_from_dict
+    from molsample.errors import ConfigError
+    from molsample.io.hdf5 import RunFile, resolve_run_path
+    from molsample.nets import load_model
+    from molsample.progress import show_progress
+    from molsample.sampling.weights import summarize
+    from molsample.stages.tilt import make_run_reward
+
+    if n < 1:
+        raise ConfigError(f"--n {n}: the number of new samples must be >= 1")
+    path = resolve_run_path(run)
+    with RunFile(path, "r") as rf:
+        cfg = config_from_dict(rf.read_config())
+        n_old = len(rf.read_samples()["x"])
+    cfg.device = device
+    ctx = RunContext.create(cfg, path.parent, progress=progress, echo=lambda _: None)
+    field, meta = load_model(path.parent / "model.pt", ctx.device)
+    ctx.set_mode(meta.get("mode") or ctx.mode)
+    reward = make_run_reward(ctx)
+    field = field.to(ctx.dtype)  # the run's dtype, as in its final stage (load_model builds float32 nets)
+    g = torch.Generator().manual_seed(seed if seed is not None else cfg.seed + 1000 + n_old)
+    sampler = final_sampler(field, ctx.base, reward, cfg.final, dtype=ctx.dtype, device=ctx.device)
+    ws = sampler.sample(n, batch_size=batch_size or cfg.final.batch_size, generator=g,
+                        progress=show_progress(progress))
+    fix_chirality(ws, ctx.system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)
+    with RunFile(path, "a") as rf:
+        write_samples(rf, ctx.system, ws, append=True)
+        total = summarize(torch.as_tensor(rf.read_samples()["logw"]))
+        rf.set_attrs(ess=total.ess, log_z=total.log_z, log_z_se=total.log_z_se)
+    return [
+        f"appended      {n} samples to {path} ({n_old + n} in total)",
+        f"new samples   ESS {ws.summary.ess:.4f}, {ws.summary.n_nonfinite} non-finite",
+        f"all samples   ESS {total.ess:.4f}, log Z {total.log_z:.4f} ± {total.log_z_se:.4f}",
+    ]
