@@ -22,7 +22,11 @@ import torch
 
 from molsample.errors import ConfigError, MissingFileError, MolsampleError
 from molsample.io.atomic import write_text_atomic
-from molsample.io.export import normalized_weights
+from molsample.sampling.weights import normalized_weights as _nw
+
+
+def normalized_weights(logw):  # temporary shim until the report loop lands
+    return _nw(logw).numpy()
 from molsample.io.hdf5 import RunFile, open_run
 from molsample.reporting import plots
 from molsample.reporting.plots import Series
