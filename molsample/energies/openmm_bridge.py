@@ -411,7 +411,7 @@ def _as_mdtraj_topology(topology: Any, n_particles: int) -> Any:
 
 # --------------------------------------------------------------------------- cards
 
-_CARD_KEYS = {
+CARD_KEYS = {
     "type", "structure", "system_xml", "forcefield", "nonbonded_method", "nonbonded_cutoff_nm",
     "constraints", "rigid_water", "platform", "platform_properties", "n_workers", "nonfinite",
 }
@@ -520,10 +520,10 @@ def energy_from_card(table: dict, card_path: Path) -> OpenMMEnergy:
     """
     openmm = _openmm()
     card_path = Path(card_path)
-    unknown = sorted(set(table) - _CARD_KEYS)
+    unknown = sorted(set(table) - CARD_KEYS)
     if unknown:
         raise ConfigError(
-            f"{card_path}: unknown [energy] keys {unknown} for type = \"openmm\"; known keys: {', '.join(sorted(_CARD_KEYS))}"
+            f"{card_path}: unknown [energy] keys {unknown} for type = \"openmm\"; known keys: {', '.join(sorted(CARD_KEYS))}"
         )
     has_xml, has_ff = "system_xml" in table, "forcefield" in table
     if has_xml == has_ff:
