@@ -209,11 +209,12 @@ def test_degenerate_weights_are_loud_everywhere(tmp_path, capsys):
 
 
 def test_two_run_files_in_one_folder_get_two_reports(tmp_path):
+    from molsample.reporting.run_data import default_out_dir
+
     _degenerate_run(tmp_path / "a.h5")
     _degenerate_run(tmp_path / "samples.h5")
-    assert make_report(tmp_path / "a.h5").out_dir == tmp_path / "a-report"
-    assert make_report(tmp_path / "samples.h5").out_dir == tmp_path / "report"
-    assert make_report(tmp_path).out_dir == tmp_path / "report"
+    assert default_out_dir(tmp_path / "a.h5") == tmp_path / "a-report"
+    assert default_out_dir(tmp_path / "samples.h5") == tmp_path / "report" == default_out_dir(tmp_path)
 
 
 def test_stage_times_table(tmp_path, capsys):
