@@ -9,7 +9,7 @@ The "floor" column is the same distance for 3000 independent exact samples of th
 (resampled from 400,000 exact ring samples): the metric's own sampling noise.
 
 Pretraining draws fresh exact ring samples at every step, as the tutorial does. The tilt uses
-the annealed loop of molsample (design.md §5): 20 levels of h = 0.05, 256
+the annealed loop of molsample (docs/tilt-matching.md): 20 levels of h = 0.05, 256
 endpoints per level (5,120 reward evaluations; the tutorial's loop uses 600 × 32 = 19,200),
 30 gradient steps per level on 32 endpoints × 4 (t, x0) draws, Adam lr 1e-3, 25 Euler steps
 to draw each level's samples.
