@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from molsample.io.export import ALIASES, FORMATS
+from molsample.io.export import FORMATS
 from molsample.sampling.diagnostics import MIN_EFFECTIVE_SAMPLES
 
 
 @click.command()
 @click.argument("run")
-@click.option("--format", "fmt", type=click.Choice([*FORMATS, *ALIASES], case_sensitive=False),
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS), case_sensitive=False),
               default=None, help="Output format [default: from the extension of --out; the two must agree].")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
               help="Output file; its folder must exist.")
