@@ -280,7 +280,9 @@ def _check_plugin_params(cls: Any, params: dict, where: str) -> None:
     try:
         sig.bind(**params)
     except TypeError as exc:
-        raise ConfigError(f"{where}: {cls.__name__}{sig} cannot take these params ({exc}); fix [energy.params]") from exc
+        raise ConfigError(
+            f"{where}: {cls.__name__}{sig} cannot take these params ({exc}); fix [energy.params]"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- cards

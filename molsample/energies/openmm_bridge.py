@@ -523,7 +523,8 @@ def energy_from_card(table: dict, card_path: Path) -> OpenMMEnergy:
     unknown = sorted(set(table) - CARD_KEYS)
     if unknown:
         raise ConfigError(
-            f"{card_path}: unknown [energy] keys {unknown} for type = \"openmm\"; known keys: {', '.join(sorted(CARD_KEYS))}"
+            f"{card_path}: unknown [energy] keys {unknown} for type = \"openmm\"; "
+            f"known keys: {', '.join(sorted(CARD_KEYS))}"
         )
     has_xml, has_ff = "system_xml" in table, "forcefield" in table
     if has_xml == has_ff:

@@ -232,7 +232,8 @@ def export_run(
     out = Path(out)
     if not out.parent.is_dir():
         raise MissingFileError(
-            f"output folder {out.parent} does not exist; create it first (mkdir -p {out.parent}) or choose another --out"
+            f"output folder {out.parent} does not exist; create it first (mkdir -p {out.parent}) "
+            "or choose another --out"
         )
     if isinstance(run, RunFile):
         return _export(run, out, fmt, resample, seed, name)

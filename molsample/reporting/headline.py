@@ -64,7 +64,8 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
     """``(headline, summary, warnings)``: display label → value, machine key → number, warning lines."""
     n, n_particles, dim = d.shape
     head: dict[str, Any] = {"system": d.attrs.get("system"), "kind": d.attrs.get("kind"),
-                            "method": d.attrs.get("method"), "samples": n, "particles × dim": f"{n_particles} × {dim}"}
+                            "method": d.attrs.get("method"), "samples": n,
+                            "particles × dim": f"{n_particles} × {dim}"}
     summary: dict[str, Any] = {"system": d.attrs.get("system"), "kind": d.attrs.get("kind"),
                                "method": d.attrs.get("method"), "n_samples": n, "n_particles": n_particles, "dim": dim,
                                "energy_unit": d.flow.energy_unit, "length_unit": d.flow.length_unit}

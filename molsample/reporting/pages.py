@@ -39,7 +39,8 @@ def markdown(p: Page) -> str:
     for note in p.notes:
         lines.append(f"> Note: {note}")
     if p.timing:
-        lines += ["", "## Where the time goes", "", "| " + " | ".join(TIMING_HEADER) + " |", "| --- | --- | --- | --- |"]
+        lines += ["", "## Where the time goes", "", "| " + " | ".join(TIMING_HEADER) + " |",
+                  "| --- | --- | --- | --- |"]
         lines += ["| " + " | ".join(r) + " |" for r in p.timing]
     for name, path in p.figures.items():
         lines += ["", f"## {name.capitalize()}", "", p.captions.get(name, ""), "", f"![{name}]({path.name})"]

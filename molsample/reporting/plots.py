@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +102,8 @@ def histogram_panel(ax, series: Sequence[Series], xlabel: str, bins: int | None 
                     rng: tuple[float, float] | None = None, log_x: bool = False) -> None:
     """Draw weighted density histograms of several series as step lines on ``ax``.
 
-    ``bins`` defaults to :func:`auto_bins`; ``log_x`` spaces the bins on a symlog axis (for sets
+    ``bins`` defaults to :func:`auto_bins`. ``log_x`` spaces the bins evenly on a symlog axis and
+    draws the share of each set's weight per bin on a log axis instead of a density (for sets
     spread over orders of magnitude, e.g. energies of clashing flow samples).
     """
     rng = rng or _finite_range(series)
@@ -111,11 +112,9 @@ def histogram_panel(ax, series: Sequence[Series], xlabel: str, bins: int | None 
         return
     bins = bins or auto_bins(series)
     if log_x:
-        lin = 1.0
-        t = lambda v: np.sign(v) * np.log10(1 + np.abs(v) / lin)  # noqa: E731
-        inv = lambda u: np.sign(u) * lin * (10 ** np.abs(u) - 1)  # noqa: E731
-        edges = inv(np.linspace(t(rng[0]), t(rng[1]), bins + 1))
-        ax.set_xscale("symlog", linthresh=lin)
+        edges = _symlog_inv(np.linspace(_symlog(rng[0]), _symlog(rng[1]), bins + 1))
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_yscale("log")
     else:
         edges = np.linspace(rng[0], rng[1], bins + 1)
     for s in series:
@@ -124,11 +123,33 @@ def histogram_panel(ax, series: Sequence[Series], xlabel: str, bins: int | None 
         frac = _outside_fraction(s, rng)
         if frac >= 0.001:
             label += f" ({100 * frac:.1f}% outside)"
-        ax.stairs(dens, edges, label=label, **_style(s.role))
+        ax.stairs(dens * np.diff(edges) if log_x else dens, edges, label=label, **_style(s.role))
+    if log_x:  # down to a third of one sample of the largest set: smaller shares are reweighting dust
+        n_max = max(np.isfinite(np.asarray(s.values, dtype=np.float64)).sum() for s in series)
+        ax.set_ylim(bottom=1.0 / (3 * max(n_max, 1)), top=1.5)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("density")
+    ax.set_ylabel("share of the set per bin (log axis)" if log_x else "density")
     ax.set_xlim(*rng)
     ax.legend(fontsize="small")
+
+
+def _symlog(v):
+    return np.sign(v) * np.log10(1 + np.abs(v))
+
+
+def _symlog_inv(u):
+    return np.sign(u) * (10 ** np.abs(u) - 1)
+
+
+def _full_range(series: Sequence[Series]) -> tuple[float, float] | None:
+    """Smallest and largest finite value over all sets, widened by 3 % on the symlog scale, or None."""
+    vals = [np.asarray(s.values, dtype=np.float64).reshape(-1) for s in series]
+    v = np.concatenate([x[np.isfinite(x)] for x in vals]) if vals else np.empty(0)
+    if v.size == 0:
+        return None
+    lo, hi = _symlog(float(v.min())), _symlog(float(v.max()))
+    pad = 0.03 * max(hi - lo, 1.0)
+    return float(_symlog_inv(lo - pad)), float(_symlog_inv(hi + pad))
 
 
 def plot_energy(series: Sequence[Series], energy_unit: str, title: str = "Energy distribution") -> Figure:
@@ -136,7 +157,7 @@ def plot_energy(series: Sequence[Series], energy_unit: str, title: str = "Energy
     its mass outside the zoomed range (around the reference), a second panel shows every finite
     energy on a symlog axis, so flow samples far from the reference stay visible."""
     zoom = _finite_range(series)
-    full = _finite_range([Series(s.label, s.values, s.weights, "flow") for s in series], 0.0, 1.0)
+    full = _full_range(series)
     far = zoom is not None and any(_outside_fraction(s, zoom) >= 0.001 for s in series)
     fig = Figure(figsize=(11.6 if far else 6.4, 4.2), layout="constrained")
     axes = fig.subplots(1, 2 if far else 1, squeeze=False).ravel()
@@ -145,7 +166,7 @@ def plot_energy(series: Sequence[Series], energy_unit: str, title: str = "Energy
     axes[0].set_title(title + (" (zoom on the reference)" if far and any(s.role == "reference" for s in series)
                                else ""))
     if far and full is not None:
-        histogram_panel(axes[1], series, xlabel + ", symlog axis", rng=(full[0], full[1]), log_x=True)
+        histogram_panel(axes[1], series, xlabel + ", symlog axis", bins=40, rng=full, log_x=True)
         axes[1].set_title("All finite energies (symlog axis)")
     return fig
 
