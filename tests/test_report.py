@@ -287,3 +287,21 @@ def test_small_sets_get_few_bins():
     assert auto_bins([Series("a", np.arange(1000.0)), Series("b", np.arange(27.0))]) == 8
     assert auto_bins([Series("a", np.arange(8000.0))]) == 40
     assert auto_bins([Series("a", np.arange(1e6))]) == 70
+
+
+def test_mirror_images_given_weight_zero_are_named_in_a_note(tmp_path):
+    from molsample.reporting.headline import build_headline
+    from molsample.reporting.run_data import load_run_data
+
+    logw = np.zeros(60)
+    logw[:3] = -np.inf  # three mirror images dropped by the chirality fix
+    logw[3] = np.nan  # one failed energy
+    with RunFile(tmp_path / "samples.h5", "w") as rf:
+        rf.write_samples(np.random.default_rng(0).standard_normal((60, 3, 3)), logw=logw, energy_unit="reduced",
+                         length_unit="reduced")
+        rf.set_attrs(chirality_dropped=3)
+    d = load_run_data(tmp_path)
+    head, summary, warnings = build_headline(d)
+    assert head["non-finite weights"] == 4 and summary["n_nonfinite_weights"] == 4
+    assert any("3 of the 4 samples with a non-finite log-weight are mirror images" in n for n in d.notes)
+    assert any("4 of 60 samples have a non-finite log-weight" in w for w in warnings)

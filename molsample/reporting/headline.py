@@ -83,6 +83,10 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
         summary.update({k: gd[k] for k in ("ess", "ess_samples", "log_z", "log_z_se", "log_z_reliable",
                                            "max_weight_share", "n_half_weight")})
         summary.update(n_nonfinite_weights=gd["n_nonfinite"], degenerate_weights=gd["degenerate"])
+        dropped = int(d.attrs.get("chirality_dropped") or 0)
+        if dropped and g.n_nonfinite:
+            d.notes.append(f"{min(dropped, g.n_nonfinite)} of the {g.n_nonfinite} samples with a non-finite log-weight "
+                           "are mirror images given weight 0 by the chirality fix, not failed energies")
     if d.flow.energy is not None:
         nonfinite_e = int((~np.isfinite(d.flow.energy)).sum())
         if nonfinite_e:
