@@ -140,6 +140,23 @@ def check_keys(table: dict, allowed: Any, where: str) -> None:
 
 EnergyFactory = Callable[[dict, Path], Energy]
 
+#: Energy types by ``[energy].type``: the factory ``(table, card_path) -> Energy``.
+ENERGY_TYPES: dict[str, EnergyFactory] = {}
+#: Keys each energy type's [energy] table may have (``type`` included).
+ENERGY_KEYS: dict[str, frozenset[str]] = {}
+
+
+def register_energy_type(name: str, keys: Any) -> Callable[[EnergyFactory], EnergyFactory]:
+    """Decorator: register ``factory(table, card_path) -> Energy`` as ``[energy] type = name`` whose
+    table may hold ``keys`` (``type`` is added); unknown keys are then errors naming the close match."""
+    def deco(factory: EnergyFactory) -> EnergyFactory:
+        if name in ENERGY_TYPES:
+            raise ValueError(f"energy type {name!r} is registered twice")
+        ENERGY_TYPES[name] = factory
+        ENERGY_KEYS[name] = frozenset({"type", *keys})
+        return factory
+    return deco
+
 
 def _take(table: dict, key: str, typ: type, where: str, default: Any = dataclasses.MISSING) -> Any:
     if key not in table:
@@ -156,6 +173,8 @@ def _take(table: dict, key: str, typ: type, where: str, default: Any = dataclass
     return value
 
 
+@register_energy_type("lennard_jones", ("n_particles", "dim", "epsilon", "r_m", "pair_factor",
+                                       "oscillator_scale", "distance_floor"))
 def _lennard_jones(table: dict, card_path: Path) -> Energy:
     w = str(card_path)
     return LennardJones(
@@ -169,6 +188,7 @@ def _lennard_jones(table: dict, card_path: Path) -> Energy:
     )
 
 
+@register_energy_type("double_well", ("n_particles", "dim", "a", "b", "d0"))
 def _double_well(table: dict, card_path: Path) -> Energy:
     w = str(card_path)
     return MultiDoubleWell(
@@ -180,6 +200,7 @@ def _double_well(table: dict, card_path: Path) -> Energy:
     )
 
 
+@register_energy_type("ring2d", ("n_modes", "radius", "sigma"))
 def _ring2d(table: dict, card_path: Path) -> Energy:
     w = str(card_path)
     return RingMixture(
@@ -189,44 +210,26 @@ def _ring2d(table: dict, card_path: Path) -> Energy:
     )
 
 
+@register_energy_type("gaussian", ("mean", "cov"))
 def _gaussian(table: dict, card_path: Path) -> Energy:
     w = str(card_path)
     return GaussianEnergy(_take(table, "mean", list, w), _take(table, "cov", list, w))
 
 
+@register_energy_type("openmm", OPENMM_CARD_KEYS)
 def _openmm(table: dict, card_path: Path) -> Energy:
     from molsample.energies.openmm_bridge import energy_from_card
 
     return energy_from_card(table, card_path)
 
 
+@register_energy_type("plugin", ("path", "params"))
 def _plugin(table: dict, card_path: Path) -> Energy:
     spec = _take(table, "path", str, str(card_path))
     params = table.get("params", {})
     if not isinstance(params, dict):
         raise ConfigError(f"{card_path}: [energy].params must be a table, got {params!r}")
     return load_plugin_energy(spec, base_dir=card_path.parent, where=f"{card_path} [energy.params]", **params)
-
-
-#: Keys each energy type's [energy] table may have (``type`` included).
-ENERGY_KEYS: dict[str, frozenset[str]] = {
-    "lennard_jones": frozenset({"type", "n_particles", "dim", "epsilon", "r_m", "pair_factor", "oscillator_scale",
-                                "distance_floor"}),
-    "double_well": frozenset({"type", "n_particles", "dim", "a", "b", "d0"}),
-    "ring2d": frozenset({"type", "n_modes", "radius", "sigma"}),
-    "gaussian": frozenset({"type", "mean", "cov"}),
-    "openmm": frozenset(OPENMM_CARD_KEYS),
-    "plugin": frozenset({"type", "path", "params"}),
-}
-
-ENERGY_TYPES: dict[str, EnergyFactory] = {
-    "lennard_jones": _lennard_jones,
-    "double_well": _double_well,
-    "ring2d": _ring2d,
-    "gaussian": _gaussian,
-    "openmm": _openmm,
-    "plugin": _plugin,
-}
 
 
 def load_plugin_energy(spec: str, base_dir: Path | None = None, where: str | None = None, **params: Any) -> Energy:
@@ -354,8 +357,7 @@ def system_from_card(card: dict, card_path: Path) -> System:
         raise ConfigError(
             f"{card_path}: [energy].type = {etype!r} is not known; use one of {', '.join(ENERGY_TYPES)}"
         )
-    if etype in ENERGY_KEYS:
-        check_keys(energy_table, ENERGY_KEYS[etype], f"{card_path} [energy] (type = \"{etype}\")")
+    check_keys(energy_table, ENERGY_KEYS[etype], f"{card_path} [energy] (type = \"{etype}\")")
     energy = ENERGY_TYPES[etype](energy_table, card_path)
 
     temperature = card.get("temperature_K")
