@@ -1,6 +1,6 @@
 """Rewards for Tilt Matching: r(x) such that tilting the a = 0 distribution by e^{r} gives the target.
 
-Three modes (design.md §5):
+Three modes (docs/tilt-matching.md, "Reward modes for Boltzmann targets"):
 
 * ``temperature``: the a = 0 distribution is the Boltzmann distribution at kT0 > kT (a flow
   pretrained on high-temperature samples); r(x) = −(1/kT − 1/kT0)·E(x). Every level a is the

@@ -19,8 +19,10 @@ See docs/systems.md for every energy type and its keys.
 from __future__ import annotations
 
 import dataclasses
-import math
+import difflib
 import importlib.util
+import inspect
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +31,7 @@ import torch
 
 from molsample import units
 from molsample.energies import Energy, GaussianEnergy, LennardJones, MultiDoubleWell, RingMixture
+from molsample.energies.openmm_bridge import CARD_KEYS as OPENMM_CARD_KEYS
 from molsample.errors import ConfigError, MissingFileError, UnknownSystemError
 from molsample.io.toml import read_toml
 from molsample.resources import cards_dir
@@ -98,9 +101,57 @@ class System:
         return getattr(self.energy, "sample", None)
 
 
+# --------------------------------------------------------------------------- allowed keys
+
+#: Top-level keys a card may have, with what reads them. Extend here when a new part of molsample
+#: reads a card key (unknown keys are errors, so a misspelled ``temprature_K`` is caught).
+CARD_KEYS: dict[str, str] = {
+    "name": "card name",
+    "description": "one line for humans",
+    "convention": "how the energy is defined",
+    "kT": "thermal energy in the energy's unit",
+    "temperature_K": "temperature in kelvin (kJ/mol energies)",
+    "remove_com": "zero-centre-of-mass subspace",
+    "length_scale": "the flows' length unit",
+    "element": "element of LJ particles in exported structures",
+    "dihedrals": "named dihedrals (atom indices)",
+    "chiral_centers": "chirality check and fix (molsample.chirality)",
+    "energy": "[energy] table",
+    "reward": "[reward] table (reward-mode tilts, molsample.rewards)",
+    "run": "[run] table: run-config defaults (molsample.config)",
+}
+
+
+def check_keys(table: dict, allowed: Any, where: str) -> None:
+    """Raise :class:`ConfigError` for the first key of ``table`` not in ``allowed``, naming the
+    closest allowed key (difflib) and the full list."""
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"{where}: unknown key '{key}'; {hint}allowed keys: {', '.join(sorted(allowed))}")
+
+
 # --------------------------------------------------------------------------- energy factories
 
 EnergyFactory = Callable[[dict, Path], Energy]
+
+#: Energy types by ``[energy].type``: the factory ``(table, card_path) -> Energy``.
+ENERGY_TYPES: dict[str, EnergyFactory] = {}
+#: Keys each energy type's [energy] table may have (``type`` included).
+ENERGY_KEYS: dict[str, frozenset[str]] = {}
+
+
+def register_energy_type(name: str, keys: Any) -> Callable[[EnergyFactory], EnergyFactory]:
+    """Decorator: register ``factory(table, card_path) -> Energy`` as ``[energy] type = name`` whose
+    table may hold ``keys`` (``type`` is added); unknown keys are then errors naming the close match."""
+    def deco(factory: EnergyFactory) -> EnergyFactory:
+        if name in ENERGY_TYPES:
+            raise ValueError(f"energy type {name!r} is registered twice")
+        ENERGY_TYPES[name] = factory
+        ENERGY_KEYS[name] = frozenset({"type", *keys})
+        return factory
+    return deco
 
 
 def _take(table: dict, key: str, typ: type, where: str, default: Any = dataclasses.MISSING) -> Any:
@@ -118,6 +169,8 @@ def _take(table: dict, key: str, typ: type, where: str, default: Any = dataclass
     return value
 
 
+@register_energy_type("lennard_jones", ("n_particles", "dim", "epsilon", "r_m", "pair_factor",
+                                       "oscillator_scale", "distance_floor"))
 def _lennard_jones(table: dict, card_path: Path) -> Energy:
     w = str(card_path)
     return LennardJones(
@@ -131,6 +184,7 @@ def _lennard_jones(table: dict, card_path: Path) -> Energy:
     )
 
 
+@register_energy_type("double_well", ("n_particles", "dim", "a", "b", "d0"))
 def _double_well(table: dict, card_path: Path) -> Energy:
     w = str(card_path)
     return MultiDoubleWell(
@@ -142,6 +196,7 @@ def _double_well(table: dict, card_path: Path) -> Energy:
     )
 
 
+@register_energy_type("ring2d", ("n_modes", "radius", "sigma"))
 def _ring2d(table: dict, card_path: Path) -> Energy:
     w = str(card_path)
     return RingMixture(
@@ -151,42 +206,39 @@ def _ring2d(table: dict, card_path: Path) -> Energy:
     )
 
 
+@register_energy_type("gaussian", ("mean", "cov"))
 def _gaussian(table: dict, card_path: Path) -> Energy:
     w = str(card_path)
     return GaussianEnergy(_take(table, "mean", list, w), _take(table, "cov", list, w))
 
 
+@register_energy_type("openmm", OPENMM_CARD_KEYS)
 def _openmm(table: dict, card_path: Path) -> Energy:
     from molsample.energies.openmm_bridge import energy_from_card
 
     return energy_from_card(table, card_path)
 
 
+@register_energy_type("plugin", ("path", "params"))
 def _plugin(table: dict, card_path: Path) -> Energy:
     spec = _take(table, "path", str, str(card_path))
     params = table.get("params", {})
     if not isinstance(params, dict):
         raise ConfigError(f"{card_path}: [energy].params must be a table, got {params!r}")
-    return load_plugin_energy(spec, base_dir=card_path.parent, **params)
+    return load_plugin_energy(spec, base_dir=card_path.parent, where=f"{card_path} [energy.params]", **params)
 
 
-ENERGY_TYPES: dict[str, EnergyFactory] = {
-    "lennard_jones": _lennard_jones,
-    "double_well": _double_well,
-    "ring2d": _ring2d,
-    "gaussian": _gaussian,
-    "openmm": _openmm,
-    "plugin": _plugin,
-}
-
-
-def load_plugin_energy(spec: str, base_dir: Path | None = None, **params: Any) -> Energy:
+def load_plugin_energy(spec: str, base_dir: Path | None = None, where: str | None = None, **params: Any) -> Energy:
     """Instantiate an :class:`Energy` subclass defined in a Python file.
 
     Args:
         spec: ``"path/to/file.py:ClassName"``; a relative path is tried against ``base_dir``,
             its parent (the project root for cards in ``systems/``) and the working directory.
+        where: names the params' origin in error messages (default: the spec).
         params: keyword arguments for the class.
+
+    Raises:
+        ConfigError: no such class, a parameter the class does not take, or not an Energy subclass.
     """
     if ":" not in spec:
         raise ConfigError(f"plugin energy '{spec}' must look like 'potentials/my_energy.py:MyEnergy'")
@@ -207,10 +259,29 @@ def load_plugin_energy(spec: str, base_dir: Path | None = None, **params: Any) -
     cls = getattr(module, cls_name, None)
     if cls is None:
         raise ConfigError(f"plugin file {path} defines no '{cls_name}'; check the name after ':'")
+    _check_plugin_params(cls, params, where or spec)
     energy = cls(**params)
     if not isinstance(energy, Energy):
         raise ConfigError(f"{spec} is not a molsample.energies.Energy subclass; derive from Energy")
     return energy
+
+
+def _check_plugin_params(cls: Any, params: dict, where: str) -> None:
+    """Bind ``params`` to ``cls``'s constructor; a mismatch is a :class:`ConfigError` naming the parameter."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):  # no introspectable signature: let the call decide
+        return
+    names = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    if not takes_any:
+        check_keys(params, names, f"{where}: {cls.__name__}({', '.join(names)})")
+    try:
+        sig.bind(**params)
+    except TypeError as exc:
+        raise ConfigError(
+            f"{where}: {cls.__name__}{sig} cannot take these params ({exc}); fix [energy.params]"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- cards
@@ -261,6 +332,7 @@ def resolve_card_path(name_or_path: str | os.PathLike) -> Path:
 
 def system_from_card(card: dict, card_path: Path) -> System:
     """Build a :class:`System` from a parsed card."""
+    check_keys(card, CARD_KEYS, f"{card_path}")
     energy_table = card.get("energy")
     if not isinstance(energy_table, dict):
         raise ConfigError(f"{card_path}: missing [energy] table; add [energy] with type = \"lennard_jones\" etc.")
@@ -269,6 +341,7 @@ def system_from_card(card: dict, card_path: Path) -> System:
         raise ConfigError(
             f"{card_path}: [energy].type = {etype!r} is not known; use one of {', '.join(ENERGY_TYPES)}"
         )
+    check_keys(energy_table, ENERGY_KEYS[etype], f"{card_path} [energy] (type = \"{etype}\")")
     energy = ENERGY_TYPES[etype](energy_table, card_path)
 
     temperature = card.get("temperature_K")

@@ -178,3 +178,52 @@ def test_cli_export_2d_to_pdb_exits_2(runs, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["export", str(path), "--out", str(tmp_path / "x.pdb")])
     assert exc.value.code == 2 and "--format npy" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad output paths, registry
+
+
+def test_format_and_extension_must_agree(runs, tmp_path):
+    path, _ = runs["lj"]
+    with pytest.raises(ConfigError, match="--format pdb does not match the extension .*xtc"):
+        export_run(path, tmp_path / "x.xtc", "pdb")
+    assert list(tmp_path.iterdir()) == []
+    assert infer_format("x.xtc", "xtc") == "xtc" and infer_format("x.traj", "pdb") == "pdb"
+
+
+def test_missing_output_folder_is_an_error_and_creates_nothing(runs, tmp_path, capsys):
+    path, _ = runs["lj"]
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(path), "--out", str(tmp_path / "missing" / "dir" / "x.dcd")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "output folder" in err and "missing" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_registry_is_the_cli_choice():
+    from molsample.commands.export_cmd import export
+    from molsample.io.export import FORMATS
+
+    choice = next(p for p in export.params if p.name == "fmt").type.choices
+    assert set(FORMATS) <= set(choice) and set(FORMATS) == {"pdb", "dcd", "xtc", "h5", "npy"}
+    assert all(f.extensions[0] == f".{f.name}" for f in FORMATS.values())
+
+
+def test_degenerate_resample_reports_unique_frames(tmp_path, capsys):
+    from _run_helpers import write_lj_run
+
+    from molsample.io.hdf5 import RunFile
+
+    data = write_lj_run(tmp_path / "src" / "samples.h5", n=40, with_reference=False)
+    src = tmp_path / "one.h5"
+    logw = np.full(40, -80.0)
+    logw[3] = 0.0  # one sample carries all the weight
+    with RunFile(src, "w") as rf:
+        rf.write_samples(data["x"], logw=logw, energy=data["energy"], energy_unit="reduced", length_unit="reduced")
+    main(["export", str(src), "--resample", "100", "--out", str(tmp_path / "x.dcd")])
+    cap = capsys.readouterr()
+    assert "1 unique structures among the 100 resampled frames" in cap.out
+    assert "WARNING" in cap.err and "degenerate" in cap.err
+    res = export_run(src, tmp_path / "y.npy", resample=100)
+    assert res.n_unique == 1

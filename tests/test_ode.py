@@ -77,6 +77,16 @@ def test_linear_field_closed_form(generator):
     assert torch.allclose(part.logq, torch.full((6,), -0.5 * float(torch.trace(a)), dtype=torch.float64), atol=1e-12)
 
 
+def test_log_likelihood_sign_on_a_linear_field(generator):
+    # x1 = expm(A) x0, so log q(x1) = log p0(expm(−A) x1) − tr A: the divergence term is subtracted
+    a = torch.randn(4, 4, generator=generator, dtype=torch.float64) * 0.5
+    base = StandardGaussian((2, 2))
+    x1 = torch.randn(5, 2, 2, generator=generator, dtype=torch.float64)
+    x0 = (x1.reshape(5, 4) @ torch.linalg.matrix_exp(-a).T).reshape(5, 2, 2)
+    ll = log_likelihood(LinearField(a, (2, 2)), base, x1, method="rk4", steps=40)
+    assert torch.allclose(ll, base.log_prob(x0) - torch.trace(a), atol=1e-6)
+
+
 @pytest.mark.parametrize("method, steps, tol", [("euler", 400, 5e-2), ("midpoint", 100, 1e-4),
                                                 ("rk4", 100, 1e-7), ("dopri5", None, 1e-5)])
 def test_gaussian_to_gaussian_flow(method, steps, tol, bridge, generator):

@@ -34,7 +34,7 @@ def lj_run(tmp_path_factory):
 def test_report_on_lj_run(lj_run, tmp_path):
     run_dir, data = lj_run
     rep = make_report(run_dir, out=tmp_path / "rep")
-    assert set(rep.figures) == {"annealing", "loss", "energy", "distances"}
+    assert set(rep.figures) == {"weights", "annealing", "loss", "energy", "distances"}
     for p in rep.figures.values():
         _check_png(p)
     page = rep.html.read_text()
@@ -171,3 +171,137 @@ def test_report_includes_mcmc_corrected_set(tmp_path):
     key = "energy W2 to reference, MCMC-corrected [reduced units]"
     assert rep.headline[key] == pytest.approx(0.0, abs=1e-12)  # same energies as the reference set
     assert "energy" in rep.figures and "distances" in rep.figures
+
+
+# --------------------------------------------------------------------------- diagnostics in the report
+
+
+def _degenerate_run(path, n=64):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 4, 2))
+    logw = np.full(n, -60.0)
+    logw[5] = 0.0
+    energy = np.r_[rng.standard_normal(n - 4), [1e6, 2e6, 5e5, 3e6]]  # a few clashes far from the rest
+    with RunFile(path, "w") as rf:
+        rf.write_samples(x, logw=logw, energy=energy, energy_unit="reduced", length_unit="reduced", kT=1.0)
+        rf.write_samples(rng.standard_normal((n, 4, 2)), energy=rng.standard_normal(n), energy_unit="reduced",
+                         length_unit="reduced", name="reference")
+        rf.set_attrs(system="dw4", kind="tilt", stage_cpu_s=json.dumps({"pretrain": 30.0, "tilt": 60.0}),
+                     stage_wall_s=json.dumps({"pretrain": 20.0, "tilt": 70.0, "report": 10.0}))
+
+
+def test_degenerate_weights_are_loud_everywhere(tmp_path, capsys):
+    _degenerate_run(tmp_path / "a.h5")
+    rep = make_report(tmp_path / "a.h5")
+    assert rep.out_dir == tmp_path / "a-report"  # not the shared <folder>/report
+    assert rep.warnings and rep.warnings[0].startswith("DEGENERATE WEIGHTS: ESS")
+    assert "unreliable: 1 effective sample" in rep.headline["log Z"] and "±" not in rep.headline["log Z"]
+    summary = json.loads(rep.summary_json.read_text())
+    assert summary["degenerate_weights"] is True and summary["warnings"] == rep.warnings
+    assert isinstance(summary["log_z"], float) and summary["log_z_reliable"] is False
+    assert summary["ess_samples"] == pytest.approx(1.0, rel=1e-9) and summary["n_half_weight"] == 1
+    assert "log Z" not in summary and all(" " not in k for k in summary)  # machine keys only
+    assert "**WARNING:** DEGENERATE" in rep.markdown.read_text()
+    assert '<p class="warning">WARNING: DEGENERATE' in rep.html.read_text()
+    main(["report", str(tmp_path / "a.h5"), "--out", str(tmp_path / "cli")])
+    cap = capsys.readouterr()
+    assert "WARNING: DEGENERATE WEIGHTS" in cap.err
+
+
+def test_two_run_files_in_one_folder_get_two_reports(tmp_path):
+    from molsample.reporting.run_data import default_out_dir
+
+    _degenerate_run(tmp_path / "a.h5")
+    _degenerate_run(tmp_path / "samples.h5")
+    assert default_out_dir(tmp_path / "a.h5") == tmp_path / "a-report"
+    assert default_out_dir(tmp_path / "samples.h5") == tmp_path / "report" == default_out_dir(tmp_path)
+
+
+def test_stage_times_table(tmp_path, capsys):
+    _degenerate_run(tmp_path / "samples.h5")
+    rep = make_report(tmp_path)
+    assert rep.timing[0] == ("pretrain", "30.0", "20.0", "20%") and rep.timing[2] == ("report", "—", "10.0", "10%")
+    assert rep.timing[-1] == ("total", "90.0", "100.0", "100%")
+    assert "## Where the time goes" in rep.markdown.read_text()
+    assert rep.summary["stage_wall_s"] == {"pretrain": 20.0, "tilt": 70.0, "report": 10.0}
+    main(["report", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "where the time goes" in capsys.readouterr().out
+
+
+def test_energy_figure_shows_far_samples_in_a_second_panel(tmp_path):
+    from molsample.reporting.figures import FIGURES
+    from molsample.reporting.run_data import load_run_data
+
+    _degenerate_run(tmp_path / "samples.h5")
+    d = load_run_data(tmp_path)
+    fig = FIGURES["energy"](d).figure
+    assert len(fig.axes) == 2 and fig.axes[1].get_xscale() == "symlog"
+    assert fig.axes[1].get_xlim()[1] >= 3e6  # the clashes are inside the full-range panel
+    d.flow.energy = d.flow.energy[:-4]
+    d.flow.logw = d.flow.logw[:-4]
+    d.weights = None
+    assert len(FIGURES["energy"](d).figure.axes) == 1  # nothing far: one panel
+
+
+def test_annealing_figure_draws_the_full_ess_and_no_offset_on_constant_h(lj_run):
+    from molsample.reporting.figures import FIGURES
+    from molsample.reporting.run_data import load_run_data
+
+    run_dir, _ = lj_run
+    d = load_run_data(run_dir)
+    fig = FIGURES["annealing"](d).figure
+    full = fig.axes[0]
+    line = full.get_lines()[0]
+    ess = d.history["ess"]
+    np.testing.assert_allclose(line.get_ydata(), ess[np.isfinite(ess)])  # every computed level, no NaN gaps
+    assert full.get_yscale() == "log" and "full" in line.get_label()
+    assert "not the ESS of the samples" in fig.axes[1].get_title()
+    h_ax = fig.axes[2]
+    fig.canvas.draw()  # tick labels exist only after drawing
+    assert h_ax.yaxis.get_major_formatter().get_offset() == ""
+    assert all("e" not in t.get_text() for t in h_ax.get_yticklabels())
+
+
+def test_loss_figure_includes_the_pretraining_curve(lj_run, tmp_path):
+    import shutil
+
+    from molsample.reporting.figures import FIGURES
+    from molsample.reporting.run_data import load_run_data
+
+    run_dir, _ = lj_run
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    torch.save({"spec": {}, "state_dict": {}, "history": {"step": [0, 1, 2], "loss": [3.0, 2.0, 1.5]}},
+               folder / "pretrained.pt")
+    d = load_run_data(folder)
+    np.testing.assert_allclose(d.pretrain_history["loss"], [3.0, 2.0, 1.5])
+    out = FIGURES["loss"](d)
+    assert len(out.figure.axes) == 2 and "pretraining" in out.caption
+    np.testing.assert_allclose(out.figure.axes[0].get_lines()[0].get_ydata(), [3.0, 2.0, 1.5])
+
+
+def test_small_sets_get_few_bins():
+    from molsample.reporting.plots import Series, auto_bins
+
+    assert auto_bins([Series("a", np.arange(20.0))]) == 8
+    assert auto_bins([Series("a", np.arange(1000.0)), Series("b", np.arange(27.0))]) == 8
+    assert auto_bins([Series("a", np.arange(8000.0))]) == 40
+    assert auto_bins([Series("a", np.arange(1e6))]) == 70
+
+
+def test_mirror_images_given_weight_zero_are_named_in_a_note(tmp_path):
+    from molsample.reporting.headline import build_headline
+    from molsample.reporting.run_data import load_run_data
+
+    logw = np.zeros(60)
+    logw[:3] = -np.inf  # three mirror images dropped by the chirality fix
+    logw[3] = np.nan  # one failed energy
+    with RunFile(tmp_path / "samples.h5", "w") as rf:
+        rf.write_samples(np.random.default_rng(0).standard_normal((60, 3, 3)), logw=logw, energy_unit="reduced",
+                         length_unit="reduced")
+        rf.set_attrs(chirality_dropped=3)
+    d = load_run_data(tmp_path)
+    head, summary, warnings = build_headline(d)
+    assert head["non-finite weights"] == 4 and summary["n_nonfinite_weights"] == 4
+    assert any("3 of the 4 samples with a non-finite log-weight are mirror images" in n for n in d.notes)
+    assert any("4 of 60 samples have a non-finite log-weight" in w for w in warnings)

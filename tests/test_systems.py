@@ -137,3 +137,57 @@ def test_length_scale_default_and_card_value(tmp_path):
     assert load_system("lj13").length_scale == 1.0
     text = 'kT = 1.0\nlength_scale = 0.3\n[energy]\ntype = "lennard_jones"\nn_particles = 13\n'
     assert load_system(write(tmp_path, text)).length_scale == 0.3
+
+
+# --------------------------------------------------------------------------- misspelled keys, plugin params
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('temprature_K = 300\n[energy]\ntype = "gaussian"\nmean = [0.0]\ncov = [[1.0]]\n',
+     "unknown key 'temprature_K'; did you mean 'temperature_K'?"),
+    ('kT = 1.0\n[energy]\ntype = "lennard_jones"\nn_particles = 3\nepsilonn = 2.0\n',
+     "unknown key 'epsilonn'; did you mean 'epsilon'?"),
+    ('kT = 1.0\n[energy]\ntype = "openmm"\nstructure = "x.pdb"\nplatfrom = "CPU"\n',
+     "unknown key 'platfrom'; did you mean 'platform'?"),
+])
+def test_misspelled_card_keys_name_the_close_match(tmp_path, text, needle):
+    with pytest.raises(ConfigError, match=needle.replace("?", r"\?")):
+        load_system(write(tmp_path, text))
+
+
+def test_shipped_cards_use_only_allowed_keys():
+    for name in ("lj13", "lj55", "dw4", "ring2d", "gauss2d", "aldp"):
+        load_system(name)  # raises on any unknown key
+
+
+def test_plugin_unknown_parameter_is_a_config_error(tmp_path, project_root, capsys):
+    card = write(tmp_path, f"""
+kT = 0.5
+[energy]
+type = "plugin"
+path = "{project_root / 'potentials/harmonic_example.py'}:HarmonicWells"
+params = {{ n_particles = 3, dim = 3, kk = 2.0 }}
+""")
+    with pytest.raises(ConfigError, match=r"\[energy.params\].*unknown key 'kk'; did you mean 'k'\?"):
+        load_system(card)
+    with pytest.raises(SystemExit) as exc:
+        main(["energy", "--system", str(card), "--random", "2"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "kk" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("n", ["-3", "0"])
+def test_energy_random_must_be_positive(n, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["energy", "--system", "lj13", "--random", n])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"--random {n}" in err and ">= 1" in err
+
+
+def test_reference_help_says_what_auto_picks():
+    from molsample.commands.reference_cmd import reference
+    from molsample.sampling.reference import resolve_method
+
+    text = next(p for p in reference.params if p.name == "method").help
+    assert resolve_method(load_system("lj13")) == "mala" and "else MALA (Lennard-Jones included)" in text
+    assert resolve_method(load_system("dw4")) == "pt" and "parallel tempering for the double well" in text

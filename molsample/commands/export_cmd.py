@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import click
 
+from molsample.io.export import FORMATS
+from molsample.sampling.diagnostics import MIN_EFFECTIVE_SAMPLES
+
 
 @click.command()
 @click.argument("run")
-@click.option("--format", "fmt", type=click.Choice(["pdb", "dcd", "xtc", "h5", "npy"], case_sensitive=False),
-              default=None, help="Output format [default: from the extension of --out].")
-@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output file.")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS), case_sensitive=False),
+              default=None, help="Output format [default: from the extension of --out; the two must agree].")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
+              help="Output file; its folder must exist.")
 @click.option("--resample", type=click.IntRange(min=1), default=None,
               help="Draw N frames by importance weight (systematic resampling) instead of all raw samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
@@ -27,3 +31,9 @@ def export(run: str, fmt: str | None, out: str, resample: int | None, seed: int,
     ess = f", ESS {res.ess:.3g} of the source weights" if res.ess is not None else ""
     unit = " (reduced lengths stored as nm)" if res.length_unit == "reduced" and res.format != "npy" else ""
     click.echo(f"wrote {res.n_frames} frames ({how}{ess}) to {res.path} [{res.format}]{unit}")
+    if res.n_unique is not None:
+        click.echo(f"{res.n_unique} unique structures among the {res.n_frames} resampled frames")
+        if res.n_unique < min(res.n_frames, MIN_EFFECTIVE_SAMPLES):
+            click.echo(f"WARNING: the {res.n_frames} frames repeat only {res.n_unique} distinct samples: the "
+                       "weights are degenerate, so the frames do not represent the target; run "
+                       "`molsample report` for the weight diagnostics", err=True)

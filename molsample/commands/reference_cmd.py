@@ -38,7 +38,8 @@ def _format(v: Any) -> str:
 @click.option("--n", "n", type=int, required=True, help="Number of reference samples.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output run file (.h5).")
 @click.option("--method", type=click.Choice(["auto", "exact", "mala", "pt", "md"]), default="auto", show_default=True,
-              help="auto: exact sampler for toys, MD for OpenMM systems, parallel tempering for LJ/DW, else MALA.")
+              help="auto: the exact sampler when the system has one, MD for OpenMM systems, parallel tempering for the "
+                   "double well, else MALA (Lennard-Jones included).")
 @click.option("--temperature", "temperature", type=float, default=None,
               help="Temperature in kelvin (systems with kJ/mol energies).")
 @click.option("--kT", "kT", type=float, default=None, help="kT in the system's energy unit (default: the card's).")

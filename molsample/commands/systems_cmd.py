@@ -34,17 +34,22 @@ def systems() -> None:
 @click.option("--positions", type=click.Path(dir_okay=False), default=None,
               help="A .npy file of positions (n_particles, dim) or (batch, n_particles, dim); "
                    "for systems with a structure, the structure's positions are used by default.")
-@click.option("--random", "n_random", type=int, default=0, help="Evaluate this many random configurations instead.")
+@click.option("--random", "n_random", type=int, default=None,
+              help="Evaluate this many random configurations (N >= 1) instead.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def energy(system_name: str, positions: str | None, n_random: int, seed: int) -> None:
+def energy(system_name: str, positions: str | None, n_random: int | None, seed: int) -> None:
     """Evaluate the energy of configurations of a system and print it with its unit."""
+    if n_random is not None and n_random < 1:
+        raise ConfigError(f"--random {n_random}: the number of random configurations must be >= 1")
+    if n_random is not None and positions is not None:
+        raise ConfigError("pass either --positions FILE.npy or --random N, not both")
     s = load_system(system_name)
     if positions is not None:
         try:
             x = torch.as_tensor(np.load(positions), dtype=torch.float64)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read positions from {positions}: {exc}; pass a .npy array") from exc
-    elif n_random > 0:
+    elif n_random is not None:
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(n_random, s.n_particles, s.dim, generator=g, dtype=torch.float64)
         x = x * (s.n_particles ** (1.0 / max(s.dim, 1)))

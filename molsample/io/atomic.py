@@ -1,4 +1,8 @@
-"""Atomic file writes: write to a temporary file in the target's folder, rename on success."""
+"""Atomic file writes: write to a temporary file in the target's folder, rename on success.
+
+The temporary file gets the mode a plain ``open(path, "w")`` would give (0666 minus the umask,
+e.g. 0644 under umask 022), not ``mkstemp``'s private 0600, so reports and run files can be shared.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows, else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def temp_path_for(path: str | os.PathLike, suffix: str = "") -> Path:
     """A new, unique, empty temporary file next to ``path`` (same folder, so rename is atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     return Path(tmp)
 
 

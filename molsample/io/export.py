@@ -10,43 +10,82 @@ Formats:
         and logw/logq unless resampled — resampled frames carry equal weights).
     ``npy``: the ``(n, n_particles, dim)`` positions in the run's length unit; the only format
         for 2-D systems (toys, DW-4), which have no molecular structure.
+
+Each format is one function registered with :func:`register_format` (name, extensions, whether it
+needs 3-D positions); :data:`FORMATS` is the single list of names, which the CLI's ``--format``
+choice is built from. Adding a format is one decorated function here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from molsample.errors import ConfigError, EnergyError
+from molsample.errors import ConfigError, MissingFileError
 from molsample.io.atomic import atomic_path
 from molsample.io.hdf5 import RunFile, open_run
+from molsample.sampling.weights import ess as ess_fraction
 from molsample.sampling.weights import resample
 
-#: Export formats and their file extensions.
-FORMATS = {"pdb": ".pdb", "dcd": ".dcd", "xtc": ".xtc", "h5": ".h5", "npy": ".npy"}
 
+@dataclasses.dataclass
+class ExportFrames:
+    """What a format writer gets: the frames to write and where they come from.
 
-def normalized_weights(logw: Any) -> np.ndarray:
-    """Self-normalized importance weights from log-weights ``(n,)``; non-finite log-weights get 0.
-
-    Raises:
-        EnergyError: no sample has a finite log-weight.
+    Attributes:
+        x: ``(n_frames, n_particles, dim)`` positions in the run's length unit.
+        idx: ``(n_frames,)`` indices into the source set when resampled, else ``None``.
+        samples: the source set as :meth:`RunFile.read_samples` returns it (all source frames).
+        topology: the set's mdtraj topology (``None`` when the run stores none).
+        source: the open source run file; name: the sample set; seed: the resampling seed.
     """
-    logw = np.asarray(logw, dtype=np.float64).reshape(-1)
-    finite = np.isfinite(logw)
-    if not finite.any():
-        raise EnergyError(
-            f"all {logw.size} log-weights are non-finite (NaN/inf energies or densities); "
-            "check the energies in the run file, or export without --resample"
-        )
-    w = np.zeros_like(logw)
-    w[finite] = np.exp(logw[finite] - logw[finite].max())
-    return w / w.sum()
+
+    x: np.ndarray
+    idx: np.ndarray | None
+    samples: dict[str, Any]
+    topology: Any
+    source: RunFile
+    name: str
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFormat:
+    """A registered export format: ``write(frames, tmp_path)`` writes the file to a temporary path."""
+
+    name: str
+    extensions: tuple[str, ...]
+    needs_3d: bool
+    write: Callable[[ExportFrames, Path], None]
+
+
+#: Registered export formats by name (see :func:`register_format`).
+FORMATS: dict[str, ExportFormat] = {}
+#: Other spellings accepted for ``--format``.
+ALIASES = {"hdf5": "h5"}
+
+
+def register_format(name: str, extensions: tuple[str, ...], *, needs_3d: bool = True
+                    ) -> Callable[[Callable[[ExportFrames, Path], None]], Callable[[ExportFrames, Path], None]]:
+    """Decorator: register ``write(frames, path)`` as export format ``name`` with file ``extensions``
+    (the first is the canonical one, e.g. ``(".h5", ".hdf5")``)."""
+    def deco(fn: Callable[[ExportFrames, Path], None]) -> Callable[[ExportFrames, Path], None]:
+        if name in FORMATS:
+            raise ValueError(f"export format {name!r} is registered twice")
+        FORMATS[name] = ExportFormat(name, tuple(e.lower() for e in extensions), needs_3d, fn)
+        return fn
+    return deco
+
+
+def _format_of_extension(path: str | os.PathLike) -> str | None:
+    ext = Path(path).suffix.lower()
+    return next((f.name for f in FORMATS.values() if ext and ext in f.extensions), None)
 
 
 def systematic_resample(logw: Any, n: int, generator: np.random.Generator | int | None = None) -> np.ndarray:
@@ -79,24 +118,33 @@ class ExportResult:
     resampled: bool
     ess: float | None  # ESS fraction of the source weights (None without logw)
     length_unit: str
+    n_unique: int | None = None  # distinct source samples among resampled frames (None when not resampled)
 
 
 def infer_format(out: str | os.PathLike, fmt: str | None) -> str:
-    """The export format from ``fmt`` or the extension of ``out``."""
-    if fmt is not None:
-        f = fmt.lower().lstrip(".")
-        if f == "hdf5":
-            f = "h5"
-        if f not in FORMATS:
-            raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-        return f
-    ext = Path(out).suffix.lower().lstrip(".")
-    ext = "h5" if ext == "hdf5" else ext
-    if ext not in FORMATS:
+    """The export format from ``fmt`` or, when ``fmt`` is ``None``, from the extension of ``out``.
+
+    Raises:
+        ConfigError: unknown format; no format and an extension that names none; or ``fmt`` and an
+            extension of another format (``--format pdb --out x.xtc``).
+    """
+    by_ext = _format_of_extension(out)
+    names = ", ".join(FORMATS)
+    if fmt is None:
+        if by_ext is None:
+            raise ConfigError(f"cannot tell the format from {str(out)!r}; pass --format with one of {names}")
+        return by_ext
+    f = fmt.lower().lstrip(".")
+    f = ALIASES.get(f, f)
+    if f not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; use one of {names}")
+    if by_ext is not None and by_ext != f:
+        stem = Path(out).with_suffix(FORMATS[f].extensions[0]).name
         raise ConfigError(
-            f"cannot tell the format from {str(out)!r}; pass --format with one of {', '.join(FORMATS)}"
+            f"--format {f} does not match the extension of {str(out)!r} ({by_ext}); "
+            f"name the file {stem} or drop --format to write {by_ext}"
         )
-    return ext
+    return f
 
 
 def to_trajectory(x: np.ndarray, topology: Any) -> Any:
@@ -104,6 +152,56 @@ def to_trajectory(x: np.ndarray, topology: Any) -> Any:
     import mdtraj
 
     return mdtraj.Trajectory(xyz=np.asarray(x, dtype=np.float32), topology=topology)
+
+
+def _trajectory(frames: ExportFrames) -> Any:
+    top = frames.topology
+    if top is None:
+        from molsample.topology import particle_topology
+
+        top = particle_topology(frames.x.shape[1])
+    return to_trajectory(frames.x, top)
+
+
+@register_format("pdb", (".pdb",))
+def _write_pdb(frames: ExportFrames, path: Path) -> None:
+    _trajectory(frames).save_pdb(str(path))
+
+
+@register_format("dcd", (".dcd",))
+def _write_dcd(frames: ExportFrames, path: Path) -> None:
+    _trajectory(frames).save_dcd(str(path))
+
+
+@register_format("xtc", (".xtc",))
+def _write_xtc(frames: ExportFrames, path: Path) -> None:
+    _trajectory(frames).save_xtc(str(path))
+
+
+@register_format("h5", (".h5", ".hdf5"))
+def _write_h5(frames: ExportFrames, path: Path) -> None:
+    s, idx = frames.samples, frames.idx
+    sub = (lambda a: None if a is None else a[idx]) if idx is not None else (lambda a: a)
+    with RunFile(path, "w") as dst:
+        dst.write_samples(
+            frames.x,
+            logw=None if idx is not None else s["logw"],
+            logq=None if idx is not None else s["logq"],
+            energy=sub(s["energy"]),
+            energy_unit=s["energy_unit"],
+            length_unit=s["length_unit"],
+            topology=frames.topology,
+            kT=s["kT"],
+        )
+        src = frames.source
+        keep = {k: v for k, v in src.attrs.items() if k in ("system", "kind", "method", "seed", "temperature_K")}
+        dst.set_attrs(**keep, exported_from=str(src.path), exported_set=frames.name, resampled=idx is not None,
+                      **({"resample_seed": frames.seed} if idx is not None else {}))
+
+
+@register_format("npy", (".npy",), needs_3d=False)
+def _write_npy(frames: ExportFrames, path: Path) -> None:
+    np.save(path, frames.x)
 
 
 def export_run(
@@ -119,17 +217,24 @@ def export_run(
 
     Args:
         run: run folder, run file or an open :class:`RunFile`.
-        out: output file (written atomically; its folder is created).
-        fmt: ``pdb | dcd | xtc | h5 | npy``; ``None`` infers it from ``out``'s extension.
+        out: output file (written atomically); its folder must exist.
+        fmt: a name in :data:`FORMATS` (``pdb | dcd | xtc | h5 | npy``); ``None`` infers it from
+            ``out``'s extension.
         resample: draw this many frames by importance weight (systematic resampling, ``seed``).
         name: the sample set (``"samples"``, ``"reference"``, ...).
 
     Raises:
-        ConfigError: unknown format, 2-D positions for a trajectory format, ``--resample`` without logw.
-        MissingFileError / RunFileError: the run cannot be opened.
+        ConfigError: unknown format or one that contradicts the extension, 2-D positions for a
+            trajectory format, ``--resample`` without logw.
+        MissingFileError: the output folder does not exist; RunFileError: the run cannot be opened.
     """
     fmt = infer_format(out, fmt)
     out = Path(out)
+    if not out.parent.is_dir():
+        raise MissingFileError(
+            f"output folder {out.parent} does not exist; create it first (mkdir -p {out.parent}) "
+            "or choose another --out"
+        )
     if isinstance(run, RunFile):
         return _export(run, out, fmt, resample, seed, name)
     with open_run(run) as rf:
@@ -140,15 +245,13 @@ def _export(rf: RunFile, out: Path, fmt: str, resample: int | None, seed: int, n
     s = rf.read_samples(name)
     x, logw = s["x"], s["logw"]
     n_source, dim = x.shape[0], x.shape[2]
-    if fmt not in ("npy",) and dim != 3:
+    spec = FORMATS[fmt]
+    if spec.needs_3d and dim != 3:
         raise ConfigError(
             f"run {rf.path} has {dim}-D positions (no molecular structure), which {fmt} cannot hold; "
             "export them with --format npy"
         )
-    ess = None
-    if logw is not None:
-        w = normalized_weights(logw)
-        ess = float(1.0 / (w.size * np.sum(w**2)))
+    ess = None if logw is None else ess_fraction(torch.as_tensor(logw))
     idx = None
     if resample is not None:
         if logw is None:
@@ -157,33 +260,8 @@ def _export(rf: RunFile, out: Path, fmt: str, resample: int | None, seed: int, n
         x = x[idx]
     if x.shape[0] == 0:
         raise ConfigError(f"sample set '{name}' of {rf.path} has no frames to export")
-
-    if fmt == "npy":
-        with atomic_path(out, ".npy") as tmp:
-            np.save(tmp, x)
-    elif fmt == "h5":
-        sub = (lambda a: None if a is None else a[idx]) if idx is not None else (lambda a: a)
-        with RunFile(out, "w") as dst:
-            dst.write_samples(
-                x,
-                logw=None if idx is not None else logw,
-                logq=None if idx is not None else s["logq"],
-                energy=sub(s["energy"]),
-                energy_unit=s["energy_unit"],
-                length_unit=s["length_unit"],
-                topology=rf.read_topology(name),
-                kT=s["kT"],
-            )
-            keep = {k: v for k, v in rf.attrs.items() if k in ("system", "kind", "method", "seed", "temperature_K")}
-            dst.set_attrs(**keep, exported_from=str(rf.path), exported_set=name,
-                          resampled=idx is not None, **({"resample_seed": seed} if idx is not None else {}))
-    else:
-        top = rf.read_topology(name)
-        if top is None:
-            from molsample.topology import particle_topology
-
-            top = particle_topology(x.shape[1])
-        traj = to_trajectory(x, top)
-        with atomic_path(out, FORMATS[fmt]) as tmp:
-            getattr(traj, f"save_{fmt}")(str(tmp))
-    return ExportResult(out, fmt, int(x.shape[0]), int(n_source), idx is not None, ess, s["length_unit"])
+    frames = ExportFrames(x, idx, s, rf.read_topology(name), rf, name, seed)
+    with atomic_path(out, spec.extensions[0]) as tmp:
+        spec.write(frames, tmp)
+    n_unique = None if idx is None else int(np.unique(idx).size)
+    return ExportResult(out, fmt, int(x.shape[0]), int(n_source), idx is not None, ess, s["length_unit"], n_unique)

@@ -23,32 +23,31 @@ import datetime as _dt
 import json
 import os
 import shutil
-import sys
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from molsample.errors import MissingFileError, RunFileError, ShapeError
+from molsample.errors import RunFileError, ShapeError
 from molsample.io.atomic import temp_path_for
-from molsample.io.toml_writer import dumps_toml
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from molsample.io.run_attrs import (  # noqa: F401 - VERSIONED_PACKAGES re-exported
+    VERSIONED_PACKAGES,
+    RunAttrs,
+    _attr_value,
+    _plain_attr,
+    _short,
+    _to_numpy,
+    package_versions,
+)
+from molsample.io.run_paths import RUN_FILE_NAME, resolve_run_path  # noqa: F401 - RUN_FILE_NAME re-exported
+from molsample.io.run_tables import RunTables
+from molsample.io.topology_json import topology_from_json
 
 #: Version of the layout described in docs/run-file.md; bumped on incompatible changes.
 SCHEMA_VERSION = 1
 #: Root attribute holding :data:`SCHEMA_VERSION`; its presence marks a molsample run file.
 SCHEMA_ATTR = "molsample_schema_version"
-#: File name of the run file inside a run folder.
-RUN_FILE_NAME = "samples.h5"
-#: Packages whose versions are recorded as root attributes ``<name>_version``.
-VERSIONED_PACKAGES = ("molsample", "torch", "openmm", "mdtraj", "numpy", "h5py")
 #: Length units accepted by :meth:`RunFile.write_samples`.
 LENGTH_UNITS = {"nm": "nm", "nanometers": "nm", "nanometer": "nm", "reduced": "reduced"}
 #: Names that cannot be used as sample-set names (they are other parts of the file).
@@ -58,82 +57,7 @@ RESERVED_NAMES = {"history", "config", "topology", "coordinates", "logw", "logq"
 _FIELDS = ("logw", "logq", "energy")
 
 
-def package_versions() -> dict[str, str]:
-    """``{package: version}`` for :data:`VERSIONED_PACKAGES` ("not installed" when absent)."""
-    out = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _to_numpy(a: Any, dtype: Any = None) -> np.ndarray:
-    if hasattr(a, "detach"):  # torch tensor
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=dtype)
-
-
-def _plain_attr(v: Any) -> Any:
-    """h5py attribute value → plain Python value."""
-    if isinstance(v, bytes):
-        return v.decode("utf-8", errors="replace")
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return [_plain_attr(e) for e in v.tolist()] if v.dtype.kind in "OS" else v.tolist()
-    return v
-
-
-def _attr_value(key: str, v: Any) -> Any:
-    """Python value → something h5py stores (dicts as JSON text)."""
-    if hasattr(v, "detach"):
-        v = v.detach().cpu().numpy()
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, os.PathLike):
-        v = os.fspath(v)
-    if isinstance(v, Mapping):
-        return json.dumps(v, default=str)
-    if isinstance(v, bool):  # HDF5 has no bool; h5py's enum makes PyTables (mdtraj) warn
-        return int(v)
-    if isinstance(v, (str, int, float, np.ndarray)):
-        return v
-    if isinstance(v, (list, tuple)):
-        if all(isinstance(e, str) for e in v):
-            return np.array(v, dtype=h5py.string_dtype())
-        return np.asarray(v)
-    raise TypeError(f"attribute {key!r}: cannot store {v!r} ({type(v).__name__}); use str, number, bool, list or dict")
-
-
-class RunAttrs(MutableMapping):
-    """Dict-like view of the root attributes of a run file (values decoded to Python types)."""
-
-    def __init__(self, run: RunFile) -> None:
-        self._run = run
-
-    def __getitem__(self, key: str) -> Any:
-        return _plain_attr(self._run._h5.attrs[key])
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._run.set_attrs(**{key: value})
-
-    def __delitem__(self, key: str) -> None:
-        self._run._check_writable()
-        del self._run._h5.attrs[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._run._h5.attrs.keys()))
-
-    def __len__(self) -> int:
-        return len(self._run._h5.attrs)
-
-    def __repr__(self) -> str:
-        return f"RunAttrs({dict(self)!r})"
-
-
-class RunFile:
+class RunFile(RunTables):
     """A molsample run file, opened as a context manager.
 
     Args:
@@ -517,138 +441,6 @@ class RunFile:
         return out
 
     # ------------------------------------------------------------------ history, config, arrays
-
-    def write_history(self, history: Mapping[str, Sequence[float]], group: str = "history") -> None:
-        """Replace ``/<group>/`` with one float64 array per key (per annealing level: a, h, ess, loss, ...)."""
-        f = self._check_writable()
-        if group in f:
-            del f[group]
-        g = f.create_group(group)
-        for key, values in history.items():
-            g.create_dataset(str(key), data=_to_numpy(values, np.float64).reshape(-1))
-
-    def read_history(self, group: str = "history") -> dict[str, np.ndarray]:
-        """``{key: float64 array}`` from ``/<group>/``; ``{}`` when the file has none."""
-        f = self._check_open()
-        if group not in f:
-            return {}
-        g = self._node(group)
-        out: dict[str, np.ndarray] = {}
-
-        def visit(path: str, node: Any) -> None:
-            if isinstance(node, h5py.Dataset):
-                out[path] = self._read(node)
-
-        g.visititems(visit)
-        return out
-
-    def write_config(self, config: Mapping[str, Any]) -> None:
-        """Store the resolved run config as TOML text in ``/config``."""
-        f = self._check_writable()
-        text = dumps_toml(config)
-        if "config" in f:
-            del f["config"]
-        d = f.create_dataset("config", data=text, dtype=h5py.string_dtype("utf-8"))
-        d.attrs["format"] = "toml"
-
-    def read_config(self) -> dict[str, Any]:
-        """The run config as a dict (``{}`` when the file has none)."""
-        f = self._check_open()
-        if "config" not in f:
-            return {}
-        raw = self._read(self._node("config"))
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise RunFileError(f"run file {self.path}: /config is not valid TOML ({exc})") from None
-
-    def config_text(self) -> str:
-        """The stored config TOML text ('' when none)."""
-        f = self._check_open()
-        if "config" not in f:
-            return ""
-        raw = self._read(self._node("config"))
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-    def write_array(self, name: str, array: Any, *, units: str | None = None) -> None:
-        """Write (replace) a generic dataset, e.g. ``"diagnostics/acceptance"``; ``units`` as an attribute."""
-        f = self._check_writable()
-        name = name.strip("/")
-        if name in f:
-            del f[name]
-        arr = _to_numpy(array)
-        d = f.create_dataset(name, data=arr)
-        if units is not None:
-            d.attrs["units"] = units
-
-    def read_array(self, name: str) -> np.ndarray:
-        """A dataset written by :meth:`write_array` (or any dataset by path)."""
-        node = self._node(name.strip("/"))
-        if not isinstance(node, h5py.Dataset):
-            raise RunFileError(f"run file {self.path}: '{name}' is a group, not an array; name a dataset inside it")
-        return np.asarray(self._read(node))
-
-    def array_units(self, name: str) -> str | None:
-        """The ``units`` attribute of a dataset, or ``None``."""
-        node = self._node(name.strip("/"))
-        u = node.attrs.get("units")
-        return None if u is None else _plain_attr(u)
-
-
-def _short(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()
-    return msg[0][:200] if msg else type(exc).__name__
-
-
-def topology_from_json(text: str) -> Any:
-    """Decode MDTraj HDF5 topology JSON into an ``mdtraj.Topology`` (as mdtraj's reader does)."""
-    import mdtraj
-    from mdtraj.core import element as elem
-
-    d = json.loads(text)
-    top = mdtraj.Topology()
-    for chain_d in sorted(d["chains"], key=lambda c: c["index"]):
-        chain = top.add_chain(chain_id=chain_d.get("chain_id"))
-        for res_d in sorted(chain_d["residues"], key=lambda r: r["index"]):
-            res = top.add_residue(res_d["name"], chain, resSeq=res_d.get("resSeq"),
-                                  segment_id=res_d.get("segmentID", ""))
-            for atom_d in sorted(res_d["atoms"], key=lambda a: a["index"]):
-                try:
-                    el = elem.get_by_symbol(atom_d["element"])
-                except KeyError:
-                    el = elem.virtual
-                top.add_atom(atom_d["name"], el, res, formal_charge=atom_d.get("formal_charge"))
-    atoms = list(top.atoms)
-    meta = d.get("bond_metadata")
-    for k, (i, j) in enumerate(d["bonds"]):
-        if meta:
-            from mdtraj.core.topology import bond_name_to_type  # type: ignore[attr-defined]
-
-            top.add_bond(atoms[i], atoms[j], order=meta[k]["order"], type=bond_name_to_type(meta[k]["type"]))
-        else:
-            top.add_bond(atoms[i], atoms[j])
-    return top
-
-
-def resolve_run_path(path_or_dir: str | os.PathLike) -> Path:
-    """The run file for a run folder (``runs/<run>/`` → ``runs/<run>/samples.h5``), a file path, or a
-    bare run name found under ``./runs/``."""
-    p = Path(path_or_dir)
-    candidates = [p / RUN_FILE_NAME if p.is_dir() else p]
-    if not p.exists() and not p.is_absolute() and len(p.parts) == 1:
-        candidates.append(Path("runs") / p / RUN_FILE_NAME)
-    for c in candidates:
-        if c.is_file():
-            return c
-    if p.is_dir():
-        raise MissingFileError(
-            f"run folder {p} has no {RUN_FILE_NAME}; the run did not finish writing samples — re-run it "
-            "(e.g. `molsample tilt ...`) or pass the .h5 file itself"
-        )
-    raise MissingFileError(
-        f"run {p} does not exist; pass a run folder such as runs/lj13-tilt/ or its {RUN_FILE_NAME}"
-    )
 
 
 def open_run(path_or_dir: str | os.PathLike, mode: str = "r") -> RunFile:

@@ -1,7 +1,8 @@
-"""Report figures (PNG) drawn with matplotlib's object API on the Agg canvas.
+"""Report figures drawn with matplotlib's object API on the Agg canvas.
 
-No pyplot and no global backend switch: each function builds a ``matplotlib.figure.Figure``
-with ``layout="constrained"`` (no clipped labels), saves it atomically and returns the path.
+No pyplot and no global backend switch: each ``plot_*`` function builds and returns a
+``matplotlib.figure.Figure`` with ``layout="constrained"`` (no clipped labels);
+:func:`save_figure` writes it as a PNG atomically.
 Colours are fixed across figures: flow samples blue, reweighted orange, MCMC-corrected green,
 reference black.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def unit_label(unit: str) -> str:
     return "reduced units" if unit in ("reduced", "", None) else unit
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG to ``path`` atomically; returns ``path``."""
     path = Path(path)
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
@@ -89,38 +91,87 @@ def _outside_fraction(s: Series, rng: tuple[float, float]) -> float:
     return float(w[ok & out].sum() / w[ok].sum())
 
 
-def histogram_panel(ax, series: Sequence[Series], xlabel: str, bins: int = 70,
-                    rng: tuple[float, float] | None = None) -> None:
-    """Draw weighted density histograms of several series as step lines on ``ax``."""
+def auto_bins(series: Sequence[Series], most: int = 70, least: int = 8) -> int:
+    """Histogram bins for the smallest set: about 2·n^(1/3) (Rice rule), within [least, most]."""
+    sizes = [np.isfinite(np.asarray(s.values, dtype=np.float64)).sum() for s in series]
+    n = min([k for k in sizes if k > 0], default=0)
+    return int(np.clip(round(2 * n ** (1 / 3)), least, most))
+
+
+def histogram_panel(ax, series: Sequence[Series], xlabel: str, bins: int | None = None,
+                    rng: tuple[float, float] | None = None, log_x: bool = False) -> None:
+    """Draw weighted density histograms of several series as step lines on ``ax``.
+
+    ``bins`` defaults to :func:`auto_bins`. ``log_x`` spaces the bins evenly on a symlog axis and
+    draws the share of each set's weight per bin on a log axis instead of a density (for sets
+    spread over orders of magnitude, e.g. energies of clashing flow samples).
+    """
     rng = rng or _finite_range(series)
     if rng is None:
         ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
         return
-    edges = np.linspace(rng[0], rng[1], bins + 1)
+    bins = bins or auto_bins(series)
+    if log_x:
+        edges = _symlog_inv(np.linspace(_symlog(rng[0]), _symlog(rng[1]), bins + 1))
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_yscale("log")
+    else:
+        edges = np.linspace(rng[0], rng[1], bins + 1)
     for s in series:
         dens, _ = weighted_histogram(s.values, s.weights, bins=edges)
         label = s.label
         frac = _outside_fraction(s, rng)
         if frac >= 0.001:
             label += f" ({100 * frac:.1f}% outside)"
-        ax.stairs(dens, edges, label=label, **_style(s.role))
+        ax.stairs(dens * np.diff(edges) if log_x else dens, edges, label=label, **_style(s.role))
+    if log_x:  # down to a third of one sample of the largest set: smaller shares are reweighting dust
+        n_max = max(np.isfinite(np.asarray(s.values, dtype=np.float64)).sum() for s in series)
+        ax.set_ylim(bottom=1.0 / (3 * max(n_max, 1)), top=1.5)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("density")
+    ax.set_ylabel("share of the set per bin (log axis)" if log_x else "density")
     ax.set_xlim(*rng)
     ax.legend(fontsize="small")
 
 
-def plot_energy(series: Sequence[Series], energy_unit: str, path: str | os.PathLike,
-                title: str = "Energy distribution") -> Path:
-    """Energy histograms (flow, reweighted, MCMC, reference) → PNG."""
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    histogram_panel(ax, series, f"energy [{unit_label(energy_unit)}]")
-    ax.set_title(title)
-    return _save(fig, path)
+def _symlog(v):
+    return np.sign(v) * np.log10(1 + np.abs(v))
 
 
-def plot_distances(series: Sequence[Series], length_unit: str, path: str | os.PathLike) -> Path:
+def _symlog_inv(u):
+    return np.sign(u) * (10 ** np.abs(u) - 1)
+
+
+def _full_range(series: Sequence[Series]) -> tuple[float, float] | None:
+    """Smallest and largest finite value over all sets, widened by 3 % on the symlog scale, or None."""
+    vals = [np.asarray(s.values, dtype=np.float64).reshape(-1) for s in series]
+    v = np.concatenate([x[np.isfinite(x)] for x in vals]) if vals else np.empty(0)
+    if v.size == 0:
+        return None
+    lo, hi = _symlog(float(v.min())), _symlog(float(v.max()))
+    pad = 0.03 * max(hi - lo, 1.0)
+    return float(_symlog_inv(lo - pad)), float(_symlog_inv(hi + pad))
+
+
+def plot_energy(series: Sequence[Series], energy_unit: str, title: str = "Energy distribution") -> Figure:
+    """Energy histograms (flow, reweighted, MCMC, reference). When any set has more than 0.1 % of
+    its mass outside the zoomed range (around the reference), a second panel shows every finite
+    energy on a symlog axis, so flow samples far from the reference stay visible."""
+    zoom = _finite_range(series)
+    full = _full_range(series)
+    far = zoom is not None and any(_outside_fraction(s, zoom) >= 0.001 for s in series)
+    fig = Figure(figsize=(11.6 if far else 6.4, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2 if far else 1, squeeze=False).ravel()
+    xlabel = f"energy [{unit_label(energy_unit)}]"
+    histogram_panel(axes[0], series, xlabel, rng=zoom)
+    axes[0].set_title(title + (" (zoom on the reference)" if far and any(s.role == "reference" for s in series)
+                               else ""))
+    if far and full is not None:
+        histogram_panel(axes[1], series, xlabel + ", symlog axis", bins=40, rng=full, log_x=True)
+        axes[1].set_title("All finite energies (symlog axis)")
+    return fig
+
+
+def plot_distances(series: Sequence[Series], length_unit: str) -> Figure:
     """Histogram of all interparticle distances; ``series.values`` are positions ``(n, particles, dim)``
     and ``series.weights`` per-sample weights (repeated over the pairs)."""
     dist_series = []
@@ -133,94 +184,7 @@ def plot_distances(series: Sequence[Series], length_unit: str, path: str | os.Pa
     unit = "nm" if length_unit == "nm" else unit_label(length_unit)
     histogram_panel(ax, dist_series, f"interparticle distance [{unit}]")
     ax.set_title("Interparticle distances (all pairs)")
-    return _save(fig, path)
-
-
-def _xaxis(history: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, str]:
-    a = history.get("a")
-    if a is not None and len(a) == n:
-        return np.asarray(a), "tilt level a"
-    return np.arange(n), "annealing level"
-
-
-def plot_annealing(history: Mapping[str, np.ndarray], path: str | os.PathLike,
-                   energy_unit: str = "reduced") -> Path | None:
-    """ESS, step size h and mean reward/energy across annealing levels → PNG (``None`` if no data)."""
-    panels = []
-    ess_keys = [k for k in ("ess", "ess_incremental") if k in history and np.isfinite(history[k]).any()]
-    if ess_keys:
-        panels.append("ess")
-    if "h" in history and len(history["h"]):
-        panels.append("h")
-    means = [k for k in ("mean_reward", "mean_energy") if k in history and np.isfinite(history[k]).any()]
-    panels += means
-    if not panels:
-        return None
-    ncols = min(2, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(5.2 * ncols, 3.6 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    labels = {"ess": "ESS of final weights", "ess_incremental": "ESS of incremental weights $e^{h\\,r}$"}
-    for ax, panel in zip(axes, panels):
-        if panel == "ess":
-            for k, color in zip(ess_keys, ("#1f77b4", "#9467bd")):
-                y = np.asarray(history[k], dtype=float)
-                x, xl = _xaxis(history, len(y))
-                ok = np.isfinite(y)
-                ax.plot(x[ok], y[ok], "o-", color=color, markersize=3.5, label=labels[k])
-            ax.set_ylim(0, 1.05)
-            ax.set_ylabel("ESS (fraction of samples)")
-            ax.set_title("Effective sample size")
-            ax.legend(fontsize="small")
-        elif panel == "h":
-            y = np.asarray(history["h"], dtype=float)
-            x, xl = _xaxis(history, len(y))
-            ax.plot(x, y, "o-", color="#8c564b", markersize=3.5)
-            ax.set_ylabel("step h")
-            ax.set_title("Annealing step per level")
-        else:
-            y = np.asarray(history[panel], dtype=float)
-            x, xl = _xaxis(history, len(y))
-            ax.plot(x, y, "o-", color="#17becf", markersize=3.5)
-            ax.set_ylabel(f"mean energy [{unit_label(energy_unit)}]" if panel == "mean_energy" else "mean reward")
-            ax.set_title(panel.replace("_", " ").capitalize() + " of level samples")
-        ax.set_xlabel(xl)
-        ax.grid(alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    return _save(fig, path)
-
-
-def plot_losses(history: Mapping[str, np.ndarray], path: str | os.PathLike) -> Path | None:
-    """Every history key containing ``loss`` against its index → PNG. Keys with one value per
-    annealing level are drawn against a; longer ones (per gradient step) in a second panel."""
-    keys = [k for k in history if "loss" in k.lower() and np.isfinite(np.asarray(history[k], dtype=float)).any()]
-    if not keys:
-        return None
-    groups: dict[str, list[str]] = {}
-    for k in sorted(keys):
-        _, xl = _xaxis(history, len(history[k]))
-        if xl == "annealing level" and "a" in history:
-            xl = "step"
-        groups.setdefault(xl, []).append(k)
-    fig = Figure(figsize=(6.4 * len(groups) if len(groups) > 1 else 6.4, 4.0), layout="constrained")
-    axes = fig.subplots(1, len(groups), squeeze=False).ravel()
-    for ax, (xl, ks) in zip(axes, groups.items()):
-        positive = True
-        for k in ks:
-            y = np.asarray(history[k], dtype=float)
-            x, _ = _xaxis(history, len(y))
-            ok = np.isfinite(y)
-            positive &= bool((y[ok] > 0).all())
-            ax.plot(x[ok], y[ok], marker="o" if ok.sum() <= 60 else None, markersize=3, label=k.replace("_", " "))
-        if positive:
-            ax.set_yscale("log")
-        ax.set_xlabel(xl)
-        ax.set_ylabel("loss")
-        ax.set_title("Training loss" + (" per level" if xl == "tilt level a" else ""))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig
 
 
 def _hist2d_panels(fig: Figure, panels: Sequence[Series], extent: tuple[float, float, float, float],
@@ -252,7 +216,7 @@ def _hist2d_panels(fig: Figure, panels: Sequence[Series], extent: tuple[float, f
         fig.colorbar(mesh, ax=list(axes), label=cbar_label)
 
 
-def plot_density2d(panels: Sequence[Series], length_unit: str, path: str | os.PathLike, bins: int = 100) -> Path:
+def plot_density2d(panels: Sequence[Series], length_unit: str, bins: int = 100) -> Figure:
     """2-D densities of ``(n, 2)`` samples side by side on one colour scale → PNG."""
     pts = np.concatenate([np.asarray(s.values)[np.isfinite(s.values).all(axis=1)] for s in panels])
     lo, hi = np.quantile(pts, 0.001, axis=0), np.quantile(pts, 0.999, axis=0)
@@ -261,10 +225,10 @@ def plot_density2d(panels: Sequence[Series], length_unit: str, path: str | os.Pa
     fig = Figure(figsize=(3.4 * len(panels) + 1.6, 4.0), layout="constrained")  # ~square panels
     u = unit_label(length_unit)
     _hist2d_panels(fig, panels, extent, bins, f"$x_1$ [{u}]", f"$x_2$ [{u}]", "density")
-    return _save(fig, path)
+    return fig
 
 
-def plot_ramachandran(panels: Sequence[Series], path: str | os.PathLike, bins: int = 60) -> Path:
+def plot_ramachandran(panels: Sequence[Series], bins: int = 60) -> Figure:
     """Ramachandran plots; ``values`` are ``(n, 2)`` (φ, ψ) in radians → PNG (axes in degrees)."""
     deg = [Series(s.label, np.degrees(np.asarray(s.values, dtype=np.float64)), s.weights, s.role) for s in panels]
     fig = Figure(figsize=(3.4 * len(panels) + 1.6, 4.0), layout="constrained")  # ~square panels
@@ -273,4 +237,4 @@ def plot_ramachandran(panels: Sequence[Series], path: str | os.PathLike, bins: i
     for ax in fig.axes[: len(panels)]:
         ax.set_xticks([-180, -90, 0, 90, 180])
         ax.set_yticks([-180, -90, 0, 90, 180])
-    return _save(fig, path)
+    return fig

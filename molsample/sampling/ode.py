@@ -283,7 +283,8 @@ def log_likelihood(field: Field, base: Any, x1: Tensor, **integrate_kwargs: Any)
     """Model log-density of given points ``x1: (batch, n, d)``, ``(batch,)``.
 
     Integrates backwards from t = 1 to 0 with the divergence and evaluates the base at the end:
-    log q(x1) = log p0(x0) + ∫_0^1 ∇·b dt. Keyword arguments go to :func:`integrate`
+    log q(x1) = log p0(x0) − ∫_0^1 ∇·b(x_t, t) dt (the density shrinks where the field spreads
+    points out: d/dt log q_t(x_t) = −∇·b). Keyword arguments go to :func:`integrate`
     (``method``, ``steps``, ``divergence``, ``chunk_size``, ``atol``, ``rtol``, ``generator``).
     """
     for key in ("t0", "t1", "with_logq", "logp0"):

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from molsample.errors import EnergyError, ShapeError
 
-__all__ = ["log_weights", "ess", "log_partition", "WeightSummary", "summarize", "resample"]
+__all__ = ["log_weights", "ess", "log_partition", "normalized_weights", "WeightSummary", "summarize", "resample"]
 
 
 def _as_1d(x: Tensor, name: str) -> Tensor:
@@ -56,6 +57,25 @@ def _clean(logw: Tensor) -> Tensor:
 def _normalized(lw: Tensor) -> Tensor:
     """w / max w for a cleaned log-weight vector with at least one finite entry."""
     return torch.exp(lw - lw.max())
+
+
+def normalized_weights(logw: Tensor | Any) -> Tensor:
+    """Self-normalized importance weights ``(n,)`` float64 summing to 1; non-finite log-weights get 0.
+
+    Args:
+        logw: ``(n,)`` log-weights (a tensor or anything ``torch.as_tensor`` takes, e.g. a NumPy array).
+
+    Raises:
+        EnergyError: no sample has a finite log-weight.
+    """
+    lw = _clean(torch.as_tensor(logw))
+    if not torch.isfinite(lw).any():
+        raise EnergyError(
+            f"all {lw.numel()} log-weights are non-finite (NaN/inf energies or densities); "
+            "check the energies and log-densities of the samples"
+        )
+    w = _normalized(lw)
+    return w / w.sum()
 
 
 def ess(logw: Tensor) -> float:

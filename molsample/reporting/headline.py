@@ -1,0 +1,152 @@
+"""The report's numbers: a display table (``headline``), machine fields (``summary.json``),
+loud warnings about the weights, and the "where the time goes" table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from molsample.errors import MolsampleError
+from molsample.reporting.plots import unit_label
+from molsample.reporting.run_data import RunData, stage_times
+
+#: Root attrs shown in the headline when present: attr → display label.
+ATTR_LABELS = {
+    "energy_evals": "energy evaluations", "n_energy_evals": "energy evaluations", "mode": "mode",
+    "divergence": "divergence", "mcmc_acceptance": "MCMC acceptance",
+    "chirality_reference_fraction": "reference-handed fraction (before fix)",
+    "chirality_mirror_fraction": "mirror-image fraction (before fix)",
+    "chirality_reflected": "samples mirrored to the reference handedness",
+    "chirality_dropped": "mirror-image samples given weight 0", "seed": "seed", "created": "created",
+}
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    """Display text of a headline value (``—`` for None/NaN, 4 significant digits for floats)."""
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return "—" if math.isnan(v) else f"{v:.{digits}g}"
+    return str(v)
+
+
+def fmt_time(seconds: float | None) -> str | None:
+    """``"12.5 s"`` below a minute, else ``"h:mm:ss (h:mm:ss)"``; ``None`` when not finite."""
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    s = int(round(seconds))
+    return f"{seconds:.1f} s" if seconds < 60 else f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d} (h:mm:ss)"
+
+
+def _energy_w2(e: np.ndarray, e_ref: np.ndarray, w: np.ndarray | None) -> float:
+    """1-D energy W2 (:func:`molsample.metrics.energy_w2`); NaN when a side has no finite energy."""
+    from molsample.metrics import energy_w2
+
+    try:
+        return energy_w2(e, e_ref, w, None)
+    except MolsampleError:
+        return float("nan")
+
+
+def _json_num(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """``(headline, summary, warnings)``: display label → value, machine key → number, warning lines."""
+    n, n_particles, dim = d.shape
+    head: dict[str, Any] = {"system": d.attrs.get("system"), "kind": d.attrs.get("kind"),
+                            "method": d.attrs.get("method"), "samples": n,
+                            "particles × dim": f"{n_particles} × {dim}"}
+    summary: dict[str, Any] = {"system": d.attrs.get("system"), "kind": d.attrs.get("kind"),
+                               "method": d.attrs.get("method"), "n_samples": n, "n_particles": n_particles, "dim": dim,
+                               "energy_unit": d.flow.energy_unit, "length_unit": d.flow.length_unit}
+    warnings: list[str] = []
+    if d.diag is not None:
+        g = d.diag
+        head["ESS (fraction)"] = g.ess
+        head["ESS (samples)"] = g.ess_samples
+        head["log Z"] = g.log_z_text()
+        head["largest weight share"] = f"{100 * g.max_share:.3g}%" if math.isfinite(g.max_share) else None
+        head["samples carrying half the weight"] = g.n_half
+        head["non-finite weights"] = g.n_nonfinite
+        gd = g.to_dict()
+        warnings += gd.pop("warnings")
+        summary.update({k: gd[k] for k in ("ess", "ess_samples", "log_z", "log_z_se", "log_z_reliable",
+                                           "max_weight_share", "n_half_weight")})
+        summary.update(n_nonfinite_weights=gd["n_nonfinite"], degenerate_weights=gd["degenerate"])
+        dropped = int(d.attrs.get("chirality_dropped") or 0)
+        if dropped and g.n_nonfinite:
+            d.notes.append(f"{min(dropped, g.n_nonfinite)} of the {g.n_nonfinite} samples with a non-finite log-weight "
+                           "are mirror images given weight 0 by the chirality fix, not failed energies")
+    if d.flow.energy is not None:
+        nonfinite_e = int((~np.isfinite(d.flow.energy)).sum())
+        if nonfinite_e:
+            head["non-finite energies"] = nonfinite_e
+        summary["n_nonfinite_energies"] = nonfinite_e
+    ref = d.ref
+    if ref is not None:
+        head["reference"] = d.reference_source
+        head["reference samples"] = ref.x.shape[0]
+        summary.update(reference=d.reference_source, n_reference=ref.x.shape[0])
+        if d.flow.energy is not None and ref.energy is not None:
+            if ref.energy_unit and ref.energy_unit != d.flow.energy_unit:
+                d.notes.append(f"reference energies are in {ref.energy_unit}, the run's in {d.flow.energy_unit}; no W2")
+            else:
+                u = unit_label(d.flow.energy_unit)
+                w2 = {"flow": _energy_w2(d.flow.energy, ref.energy, None)}
+                head[f"energy W2 to reference, flow [{u}]"] = w2["flow"]
+                if d.weights is not None:
+                    w2["reweighted"] = head[f"energy W2 to reference, reweighted [{u}]"] = _energy_w2(
+                        d.flow.energy, ref.energy, d.weights)
+                for s, role in d.extras:
+                    if s.energy is not None:
+                        w2[role] = head[f"energy W2 to reference, {s.label} [{u}]"] = _energy_w2(
+                            s.energy, ref.energy, None)
+                summary["energy_w2"] = {k: _json_num(v) for k, v in w2.items()}
+    kT = d.attrs.get("kT")
+    if kT is not None:
+        reduced = d.flow.energy_unit in ("reduced", "")
+        head["kT"] = f"{fmt(float(kT))} " + ("(reduced units)" if reduced else d.flow.energy_unit)
+        summary["kT"] = float(kT)
+    wall = d.attrs.get("wall_time_s")
+    if isinstance(wall, (int, float, np.number)) and fmt_time(float(wall)):
+        head["wall time"] = fmt_time(float(wall))
+        summary["wall_time_s"] = float(wall)
+    for key, label in ATTR_LABELS.items():
+        if d.attrs.get(key) is not None and label not in head:
+            head[label] = d.attrs[key]
+            summary[key] = _json_num(d.attrs[key])
+    times = stage_times(d.attrs)
+    if times:
+        summary["stage_cpu_s"] = {s: c for s, c, _ in times if c is not None}
+        summary["stage_wall_s"] = {s: w for s, _, w in times if w is not None}
+    summary = {k: _json_num(v) for k, v in summary.items()}
+    summary["warnings"] = warnings
+    return head, summary, warnings
+
+
+def timing_rows(d: RunData) -> list[tuple[str, str, str, str]]:
+    """Rows ``(stage, CPU s, wall s, share of wall)`` of the "where the time goes" table, with a
+    total row; ``[]`` when the run file has no stage times."""
+    times = stage_times(d.attrs)
+    if not times:
+        return []
+    total_wall = sum(w for _, _, w in times if w is not None)
+    total_cpu = sum(c for _, c, _ in times if c is not None)
+
+    def cell(v: float | None) -> str:
+        return "—" if v is None else f"{v:.1f}"
+
+    rows = [(s, cell(c), cell(w), f"{100 * w / total_wall:.0f}%" if w is not None and total_wall > 0 else "—")
+            for s, c, w in times]
+    rows.append(("total", cell(total_cpu), cell(total_wall), "100%" if total_wall > 0 else "—"))
+    return rows
