@@ -29,6 +29,13 @@ def test_smoke_run_writes_a_run_file_with_finite_ess(smoke_run):
     work, run, out = smoke_run
     assert "ESS" in out and "log Z" in out
     with RunFile(run / "samples.h5") as rf:
+        ess_n = summarize(torch.as_tensor(rf.read_samples()["logw"])).ess * 256
+    # the smoke model is untrained: its weights are degenerate, and the summary must say so loudly,
+    # without a ± se on log Z
+    assert (ess_n < 50) == ("DEGENERATE WEIGHTS" in out)
+    if ess_n < 50:
+        assert "unreliable" in out and "±" not in next(l for l in out.splitlines() if l.startswith("log Z"))
+    with RunFile(run / "samples.h5") as rf:
         s = rf.read_samples()
         hist = rf.read_history()
         attrs = dict(rf.attrs)
@@ -53,6 +60,7 @@ def test_sample_appends_weighted_samples(smoke_run):
     work, run, _ = smoke_run
     proc = molsample("sample", str(run), "--n", "64", "--quiet", cwd=work)
     assert proc.returncode == 0, proc.stderr
+    assert "all samples" in proc.stdout and "DEGENERATE WEIGHTS" in proc.stdout  # an untrained smoke model
     with RunFile(run / "samples.h5") as rf:
         s = rf.read_samples()
     assert s["x"].shape[0] == 256 + 64 and s["logw"].shape == (320,)

@@ -85,6 +85,7 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     from molsample.io.hdf5 import RunFile, resolve_run_path
     from molsample.nets import load_model
     from molsample.progress import show_progress
+    from molsample.sampling.diagnostics import weight_diagnostics
     from molsample.sampling.weights import summarize
     from molsample.stages.tilt import make_run_reward
 
@@ -109,8 +110,9 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
         write_samples(rf, ctx.system, ws, append=True)
         total = summarize(torch.as_tensor(rf.read_samples()["logw"]))
         rf.set_attrs(ess=total.ess, log_z=total.log_z, log_z_se=total.log_z_se)
+        diag = weight_diagnostics(torch.as_tensor(rf.read_samples()["logw"]))
     return [
         f"appended      {n} samples to {path} ({n_old + n} in total)",
         f"new samples   ESS {ws.summary.ess:.4f}, {ws.summary.n_nonfinite} non-finite",
-        f"all samples   ESS {total.ess:.4f}, log Z {total.log_z:.4f} ± {total.log_z_se:.4f}",
-    ]
+        f"all samples   ESS {total.ess:.4f}, log Z {diag.log_z_text()}",
+    ] + [f"warning: {w}" for w in diag.warnings()]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from molsample.sampling.diagnostics import weight_diagnostics
 from molsample.stages.context import RunContext
 
 __all__ = ["RunSummary", "summarize_run"]
@@ -18,8 +19,10 @@ class RunSummary:
     """The end-of-run numbers; :meth:`lines` formats them.
 
     ``extra`` holds further ``(label, text)`` rows (e.g. mean reward and sliced-W of reward-mode
-    runs); ``warnings`` lines are printed last, each prefixed ``warning:`` (the place for the
-    degenerate-weights diagnostics).
+    runs); ``warnings`` lines (the degenerate-weights diagnostics of
+    :func:`~molsample.sampling.diagnostics.weight_diagnostics`) are printed last, each prefixed
+    ``warning:``; ``log_z_text`` replaces the ``log Z ± se`` row (it drops the ± se when the ESS
+    is a handful of samples).
     """
 
     run_dir: Path
@@ -40,6 +43,7 @@ class RunSummary:
     cpu_time_s: float = math.nan
     extra: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    log_z_text: str = ""
 
     def lines(self) -> list[str]:
         out = [
@@ -48,7 +52,7 @@ class RunSummary:
             f"samples       {self.n_samples} ({self.n_nonfinite} with non-finite energy or log q, weight 0"
             + (f"; {self.n_dropped} mirror images, weight 0)" if self.n_dropped else ")"),
             f"ESS           {self.ess:.4f} ({self.ess * self.n_samples:.0f} effective samples)",
-            f"log Z         {self.log_z:.4f} ± {self.log_z_se:.4f}",
+            f"log Z         {self.log_z_text or f'{self.log_z:.4f} ± {self.log_z_se:.4f}'}",
             f"mean energy   {self.mean_energy:.4f} {self.energy_unit} (reweighted)",
         ]
         out += [f"{label:<13} {text}" for label, text in self.extra]
@@ -84,6 +88,7 @@ def summarize_run(ctx: RunContext) -> RunSummary:
     finite = torch.isfinite(ws.energy)
     mean_e = float((w[finite] * ws.energy[finite]).sum()) if finite.any() else math.nan
     t = ctx.extra.get("timings")
+    diag = weight_diagnostics(ws.logw)
     return RunSummary(
         run_dir=ctx.run_dir, system=ctx.system.name, mode=ctx.mode,
         method=f"reused {ctx.cfg.start.model}" if ctx.cfg.start.model else ctx.cfg.tilt.method,
@@ -92,4 +97,5 @@ def summarize_run(ctx: RunContext) -> RunSummary:
         n_dropped=int(ctx.attrs.get("chirality_dropped", 0)), levels=ctx.levels,
         energy_evals=ctx.reward.n_energy_evals, wall_time_s=t.total_wall_s if t else math.nan,
         cpu_time_s=t.total_cpu_s if t else math.nan, extra=_reward_rows(ctx),
+        warnings=diag.warnings(), log_z_text=diag.log_z_text(),
     )

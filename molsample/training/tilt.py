@@ -1,4 +1,4 @@
-"""The annealed Tilt Matching loop and its settings (:class:`TiltConfig`).
+"""The annealed Tilt Matching loop (the algorithm: docs/tilt-matching.md).
 
 One level a_k → a_{k+1} = a_k + h_k:
 
