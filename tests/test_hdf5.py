@@ -205,6 +205,8 @@ def test_missing_file_and_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingFileError, match="samples.h5"):
         open_run(tmp_path / "empty")
+    with pytest.raises(MissingFileError, match="does not exist"):
+        RunFile(tmp_path / "nope.h5", "r")
 
 
 def test_truncated_file_gives_run_file_error(run_path):

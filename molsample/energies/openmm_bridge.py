@@ -409,4 +409,4 @@ def _as_mdtraj_topology(topology: Any, n_particles: int) -> Any:
 
 
 # Card parsing lives in molsample.energies.openmm_card; re-exported here for existing imports.
-from molsample.energies.openmm_card import CARD_KEYS, energy_from_card, system_to_xml  # noqa: E402
+from molsample.energies.openmm_card import CARD_KEYS, energy_from_card, system_to_xml  # noqa: E402, F401

@@ -29,7 +29,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from molsample.errors import RunFileError, ShapeError
+from molsample.errors import MissingFileError, RunFileError, ShapeError
 from molsample.io.atomic import temp_path_for
 from molsample.io.run_attrs import (  # noqa: F401 - VERSIONED_PACKAGES re-exported
     VERSIONED_PACKAGES,
