@@ -22,7 +22,7 @@ Couplings (:data:`COUPLINGS`):
   docs/benchmarks/lj13-quality.md).
 * ``"aligned"``: independent pairs, each x0 aligned to its x1 (no batch assignment). Tilting
   this coupling by a reward of x1 gives the same coupling of the tilted law, so unlike the batch
-  OT couplings it keeps the Tilt Matching fixed point (docs/tilt-matching.md).
+  OT couplings it keeps the Tilt Matching fixed point (docs/couplings.md).
 
 All couplings assume centred configurations ``(B, n, d)`` (zero centre of mass) for the
 symmetry-aware ones; the data must be invariant in law under rotations about the centroid and
