@@ -91,8 +91,10 @@ def main() -> None:
     ap.add_argument("--kT", type=float, default=1.25)
     ap.add_argument("--ref", required=True, help="reference samples at kT: base_data.pt or a reference .h5")
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20])
-    ap.add_argument("--gap", type=int, default=0, help="samples for the midpoint×20 vs rk4×200 log q gap")
+    ap.add_argument("--steps", type=int, nargs="*", default=[5, 10, 20])
+    ap.add_argument("--gap", type=int, default=0, help="samples for the midpoint×20 vs rk4 log q gap")
+    ap.add_argument("--gap-steps", type=int, default=200, help="rk4 steps of the fine solver of --gap")
+    ap.add_argument("--no-paths", action="store_true", help="skip the path-length pass")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -115,21 +117,23 @@ def main() -> None:
             print(f"{name:16s} midpoint×{k:<3d} ESS {r['ess']:.4f}  above -16 {r['frac_above_-16']:.3f}  "
                   f"W2 raw {r['energy_w2_raw']:.3g} resampled {r['energy_w2_resampled']:.3g}  cpu {r['cpu_s']:.1f}s",
                   flush=True)
-        paths = path_stats(field, x0)
-        print(f"{name:16s} path length {paths['path_length']:.3f} chord {paths['chord']:.3f} "
-              f"straightness {paths['straightness']:.4f}", flush=True)
-        entry = {"path": path, "solvers": rows, "paths": paths}
+        entry = {"path": path, "solvers": rows}
+        if not args.no_paths:
+            paths = entry["paths"] = path_stats(field, x0)
+            print(f"{name:16s} path length {paths['path_length']:.3f} chord {paths['chord']:.3f} "
+                  f"straightness {paths['straightness']:.4f}", flush=True)
         if args.gap:
             xg = x0[: args.gap]
-            fine = weighted_stats(field, system, xg, args.kT, "rk4", 200, e_ref, args.seed)
+            fine = weighted_stats(field, system, xg, args.kT, "rk4", args.gap_steps, e_ref, args.seed)
             coarse = weighted_stats(field, system, xg, args.kT, "midpoint", 20, e_ref, args.seed)
             d = (fine["logq"] - coarse["logq"]).abs()
             dx = (fine["x1"] - coarse["x1"]).flatten(1).norm(dim=1)
-            entry["logq_gap"] = {"n": args.gap, "mean_abs_dlogq": float(d.mean()), "max_abs_dlogq": float(d.max()),
+            entry["logq_gap"] = {"n": args.gap, "fine": f"rk4x{args.gap_steps}", "mean_abs_dlogq": float(d.mean()),
+                                 "max_abs_dlogq": float(d.max()),
                                  "mean_dx1": float(dx.mean()), "ess_midpoint20": coarse["ess"],
-                                 "ess_rk4_200": fine["ess"], "cpu_s_rk4_200": fine["cpu_s"],
+                                 "ess_fine": fine["ess"], "cpu_s_fine": fine["cpu_s"],
                                  "cpu_s_midpoint20": coarse["cpu_s"]}
-            print(f"{name:16s} log q gap midpoint×20 vs rk4×200: mean |Δlog q| {float(d.mean()):.4f} "
+            print(f"{name:16s} log q gap midpoint×20 vs rk4×{args.gap_steps}: mean |Δlog q| {float(d.mean()):.4f} "
                   f"(max {float(d.max()):.3f}), mean |Δx1| {float(dx.mean()):.2e}; ESS {coarse['ess']:.4f} vs "
                   f"{fine['ess']:.4f}", flush=True)
         out["models"][name] = entry
