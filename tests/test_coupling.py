@@ -112,6 +112,8 @@ def test_couple_is_deterministic_and_keeps_shapes():
         assert torch.equal(a1, a2) and torch.equal(b1, b2)
     with pytest.raises(ConfigError, match="unknown coupling"):
         couple("sinkhorn", x0, x1)
+    with pytest.raises(ConfigError, match="centred"):
+        couple("equivariant-ot", x0, x1 + 1.0)
 
 
 def test_flow_matching_with_equivariant_ot_trains():

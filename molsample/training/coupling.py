@@ -154,7 +154,8 @@ def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial") -> 
             symmetry-aware couplings).
         batch_cost: batch cost of ``"equivariant-ot"`` (:data:`BATCH_COSTS`).
     Raises:
-        ConfigError: unknown ``kind`` or ``batch_cost``.
+        ConfigError: unknown ``kind`` or ``batch_cost``; uncentred configurations for the
+            symmetry-aware couplings.
     """
     if kind not in COUPLINGS:
         raise ConfigError(f"unknown coupling {kind!r}; choose one of {', '.join(COUPLINGS)}")
@@ -163,6 +164,11 @@ def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial") -> 
     _check(x0, x1)
     if kind == "independent":
         return x0, x1
+    if kind != "ot":
+        for name, x in (("x0", x0), ("x1", x1)):
+            if float(x.mean(1).abs().max()) > 1e-4 * (1.0 + float(x.abs().max())):
+                raise ConfigError(f"coupling {kind!r} needs centred configurations ({name} has a centre of mass "
+                                  "off 0): use it with a CoM-free base (particle systems), or use 'ot'")
     with torch.no_grad():
         if kind == "ot":
             sigma = ot_assignment(torch.cdist(x0.flatten(1), x1.flatten(1)).pow(2))
