@@ -24,6 +24,7 @@ from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError, RunFileError, ShapeError
 from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
+from molsample.training.coupling import couple
 
 __all__ = ["FlowMatchingConfig", "ema_decay_at", "flow_matching_loss", "train_flow_matching"]
 
@@ -48,6 +49,8 @@ class FlowMatchingConfig:
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
         lr_schedule: ``"constant"`` or ``"cosine"`` (lr·½(1 + cos(π k/steps)) at step k, so it
             falls to 0 at the last step).
+        coupling: how each minibatch pairs base and data samples (``"independent"``, ``"ot"``,
+            ``"equivariant-ot"``, ``"aligned"``; :mod:`molsample.training.coupling`).
     """
 
     steps: int = 5000
@@ -59,6 +62,7 @@ class FlowMatchingConfig:
     seed: int = 0
     grad_clip: float | None = None
     lr_schedule: str = "constant"
+    coupling: str = "independent"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for out-of-range values."""
@@ -231,6 +235,7 @@ def train_flow_matching(
             if centre:
                 x1 = x1 - x1.mean(dim=1, keepdim=True)
         x0 = base.sample(config.batch_size, generator=gen, dtype=dtype).to(device)
+        x0, x1 = couple(config.coupling, x0, x1)
         t = torch.rand(config.batch_size, generator=gen, dtype=dtype).to(device)
         loss = flow_matching_loss(field, path, x0, x1, t)
         opt.zero_grad(set_to_none=True)

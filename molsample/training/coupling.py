@@ -1,0 +1,180 @@
+r"""Minibatch couplings of base and data samples for flow matching.
+
+Flow matching regresses b̂_t(I_t) on İ_t for pairs (x0, x1). Independent pairs give crossing,
+curved paths; pairing the minibatch by optimal transport (OT) shortens and straightens them
+(Tong et al. 2023), and for identical particles the pairing can also use the symmetry group
+(Klein, Krämer, Noé 2023): every x0 is replaced by the rotated, permuted copy of itself closest to
+its partner x1. The base is invariant under rotations and permutations, so this changes which x0
+goes with which x1, not the distribution of the x0 — as long as the data law is invariant too
+(then the aligned x0 have an invariant law with the base's law of shapes, which is the base).
+
+Couplings (:data:`COUPLINGS`):
+
+* ``"independent"``: the pairs as drawn.
+* ``"ot"``: the batch assignment minimizing Σ |x0_σ(j) − x1_j|² (plain Euclidean cost).
+* ``"equivariant-ot"``: the batch assignment on a rotation- and permutation-invariant cost,
+  then each chosen x0 aligned to its x1 (linear assignment of particles alternated with Kabsch,
+  proper rotations only, from the principal-axis starts). The batch cost is
+  ``"radial"`` (default): the 1-D OT distance between the sorted distances of the particles from
+  the centroid, a lower bound of the aligned cost that costs O(B² n) in torch; or ``"aligned"``:
+  the aligned cost itself for all B² pairs (one start, one assignment + Kabsch each; B² small
+  assignment problems on the CPU, about one training step of LJ-13 at B = 256, see
+  docs/benchmarks/lj13-quality.md).
+* ``"aligned"``: independent pairs, each x0 aligned to its x1 (no batch assignment). Tilting
+  this coupling by a reward of x1 gives the same coupling of the tilted law, so unlike the batch
+  OT couplings it keeps the Tilt Matching fixed point (docs/couplings.md).
+
+All couplings assume centred configurations ``(B, n, d)`` (zero centre of mass) for the
+symmetry-aware ones; the data must be invariant in law under rotations about the centroid and
+permutations of the particles (identical particles: LJ, DW-4; not molecules with atom types).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from molsample.errors import ConfigError, ShapeError
+from molsample.metrics import _assign, _kabsch, _principal_frames
+
+__all__ = ["COUPLINGS", "BATCH_COSTS", "align_pairs", "couple", "ot_assignment", "radial_cost", "transport_cost"]
+
+#: coupling names accepted by :func:`couple` (and ``FlowMatchingConfig.coupling``)
+COUPLINGS = ("independent", "ot", "equivariant-ot", "aligned")
+#: batch costs of the ``"equivariant-ot"`` coupling
+BATCH_COSTS = ("radial", "aligned")
+
+
+def _check(x0: Tensor, x1: Tensor) -> None:
+    if x0.dim() != 3 or x0.shape != x1.shape:
+        raise ShapeError(f"x0 and x1 must both have shape (batch, n, d); got {tuple(x0.shape)} and {tuple(x1.shape)}")
+
+
+def ot_assignment(cost: Tensor) -> Tensor:
+    """Indices σ ``(B,)`` minimizing Σ_j cost[σ(j), j] for a ``(B, B)`` cost (rows: x0, columns: x1)."""
+    from scipy.optimize import linear_sum_assignment
+
+    c = cost.detach().to("cpu", torch.float64).numpy()
+    rows, cols = linear_sum_assignment(c.T)  # row j of cᵀ is x1_j
+    sigma = np.empty(c.shape[0], dtype=np.int64)
+    sigma[rows] = cols
+    return torch.from_numpy(sigma).to(cost.device)
+
+
+def radial_cost(x0: Tensor, x1: Tensor) -> Tensor:
+    """``(B, B)`` lower bound of the aligned squared distance between every x0_i and x1_j.
+
+    Σ_k (r0_(k) − r1_(k))² over the sorted distances r from the centroid: for any rotation R and
+    permutation π, |x1_k − R x0_π(k)| ≥ | |x1_k| − |x0_π(k)| |, and sorting solves the 1-D
+    assignment. Invariant under rotations and permutations of either configuration.
+    """
+    r0 = torch.sort((x0 - x0.mean(1, keepdim=True)).norm(dim=2), dim=1).values
+    r1 = torch.sort((x1 - x1.mean(1, keepdim=True)).norm(dim=2), dim=1).values
+    return torch.cdist(r0, r1).pow(2)
+
+
+def _proper_flips(d: int, dtype: torch.dtype) -> list[Tensor]:
+    """The diagonal sign flips with determinant +1 (4 in 3-D, 2 in 2-D)."""
+    out = []
+    for bits in range(2**d):
+        s = torch.tensor([-1.0 if (bits >> k) & 1 else 1.0 for k in range(d)], dtype=dtype)
+        if s.prod() > 0:
+            out.append(torch.diag(s))
+    return out
+
+
+def align_pairs(x0: Tensor, x1: Tensor, *, permute: bool = True, n_iter: int = 2,
+                n_starts: int | None = None) -> tuple[Tensor, Tensor]:
+    """Rotate (proper rotations) and permute each x0 onto its partner x1, batched over pairs.
+
+    Args:
+        x0, x1: ``(B, n, d)`` configurations (centred here).
+        permute: also permute the particles of x0 (identical particles).
+        n_iter: alternations of particle assignment and Kabsch per start.
+        n_starts: how many of the principal-axis starts to try (default all: 4 in 3-D).
+    Returns:
+        ``(x0_aligned (B, n, d), squared_distance (B,))``: the centred x0 moved by the best
+        rotation/permutation found, and Σ_i |x0_aligned_i − x1_i|² (length unit²) for centred x1.
+        The joint minimization is non-convex; this is a local optimum from each start.
+    """
+    _check(x0, x1)
+    device, dtype = x0.device, x0.dtype
+    a = (x1 - x1.mean(1, keepdim=True)).detach().to("cpu")
+    b = (x0 - x0.mean(1, keepdim=True)).detach().to("cpu")
+    if a.dtype not in (torch.float32, torch.float64):
+        a, b = a.double(), b.double()
+    bsz, n, d = a.shape
+    fa, fb = _principal_frames(a, proper=True), _principal_frames(b, proper=True)
+    starts = _proper_flips(d, a.dtype)[: n_starts or None]
+    best = torch.full((bsz,), math.inf, dtype=a.dtype)
+    best_x = b.clone()
+    ident = torch.arange(n).expand(bsz, n)
+    for q in starts:
+        r = fa @ q @ fb.transpose(1, 2)  # takes b's principal frame onto a's, up to the flip q
+        bp = b
+        for _ in range(max(n_iter, 1)):
+            perm = _assign(a, b @ r.transpose(1, 2)) if permute else ident
+            bp = torch.gather(b, 1, perm[:, :, None].expand_as(b))
+            r = _kabsch(a, bp, False)
+        y = bp @ r.transpose(1, 2)
+        cost = ((a - y) ** 2).sum(dim=(1, 2))
+        better = cost < best
+        best = torch.where(better, cost, best)
+        best_x[better] = y[better]
+    return best_x.to(device=device, dtype=dtype), best.to(device=device, dtype=dtype)
+
+
+def transport_cost(x0: Tensor, x1: Tensor) -> Tensor:
+    """``(B,)`` squared Euclidean distances Σ_i |x0_i − x1_i|² of the pairs as given."""
+    _check(x0, x1)
+    return ((x0 - x1) ** 2).sum(dim=(1, 2))
+
+
+def _aligned_batch_cost(x0: Tensor, x1: Tensor) -> Tensor:
+    """``(B, B)`` aligned squared distances with one start and one assignment + Kabsch each."""
+    bsz = x0.shape[0]
+    i0 = torch.arange(bsz).repeat_interleave(bsz)
+    i1 = torch.arange(bsz).repeat(bsz)
+    _, cost = align_pairs(x0[i0], x1[i1], n_iter=1, n_starts=1)
+    return cost.reshape(bsz, bsz)
+
+
+def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial") -> tuple[Tensor, Tensor]:
+    """Pair a minibatch: returns ``(x0', x1)`` with x0' the base samples re-paired (and for the
+    symmetry-aware couplings aligned) to the unchanged ``x1``; both ``(B, n, d)``.
+
+    Deterministic (no random draws), so a seeded training run stays reproducible.
+
+    Args:
+        kind: one of :data:`COUPLINGS`.
+        x0: ``(B, n, d)`` base samples; x1: ``(B, n, d)`` data samples (centred for the
+            symmetry-aware couplings).
+        batch_cost: batch cost of ``"equivariant-ot"`` (:data:`BATCH_COSTS`).
+    Raises:
+        ConfigError: unknown ``kind`` or ``batch_cost``; uncentred configurations for the
+            symmetry-aware couplings.
+    """
+    if kind not in COUPLINGS:
+        raise ConfigError(f"unknown coupling {kind!r}; choose one of {', '.join(COUPLINGS)}")
+    if batch_cost not in BATCH_COSTS:
+        raise ConfigError(f"unknown batch_cost {batch_cost!r}; choose one of {', '.join(BATCH_COSTS)}")
+    _check(x0, x1)
+    if kind == "independent":
+        return x0, x1
+    if kind != "ot":
+        for name, x in (("x0", x0), ("x1", x1)):
+            if float(x.mean(1).abs().max()) > 1e-4 * (1.0 + float(x.abs().max())):
+                raise ConfigError(f"coupling {kind!r} needs centred configurations ({name} has a centre of mass "
+                                  "off 0): use it with a CoM-free base (particle systems), or use 'ot'")
+    with torch.no_grad():
+        if kind == "ot":
+            sigma = ot_assignment(torch.cdist(x0.flatten(1), x1.flatten(1)).pow(2))
+            return x0[sigma], x1
+        if kind == "equivariant-ot":
+            cost = radial_cost(x0, x1) if batch_cost == "radial" else _aligned_batch_cost(x0, x1)
+            x0 = x0[ot_assignment(cost)]
+        aligned, _ = align_pairs(x0, x1)
+    return aligned, x1
