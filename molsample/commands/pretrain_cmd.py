@@ -16,6 +16,7 @@ from molsample.devices import resolve_device
 from molsample.errors import ConfigError, MissingFileError, RunFileError, ShapeError
 from molsample.nets import NETS
 from molsample.paths import PATHS
+from molsample.training.coupling import COUPLINGS
 from molsample.training.flow_matching import LR_SCHEDULES
 
 
@@ -63,6 +64,9 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--lr-schedule", type=click.Choice(list(LR_SCHEDULES)), default="constant", show_default=True,
               help="cosine: the learning rate falls to 0 at the last step.")
+@click.option("--coupling", type=click.Choice(list(COUPLINGS)), default="independent", show_default=True,
+              help="Pairing of base and data samples in each batch (equivariant-ot: rotation and permutation "
+                   "alignment, then batch optimal transport).")
 @click.option("--net", "net_name", type=click.Choice(list(NETS)), default=None,
               help="Velocity net (default: egnn for particle systems, mlp for 2-D toys).")
 @click.option("--hidden", type=int, default=None, help="Hidden width (default: 64 egnn, 128 mlp).")
@@ -79,7 +83,7 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
               help="Continue from OUT/checkpoint.pt when it exists.")
 @progress_option
 def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, batch_size: int, lr: float,
-             lr_schedule: str, net_name: str | None, hidden: int | None, layers: int | None, path_name: str,
+             lr_schedule: str, coupling: str, net_name: str | None, hidden: int | None, layers: int | None, path_name: str,
              seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, progress: bool,
              quiet: bool) -> None:
     """Train a velocity net by flow matching and write OUT/model.pt (the same pretraining stage as `tilt`)."""
@@ -110,12 +114,13 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
 
     spec = default_net_spec(system, net_name, hidden=hidden, n_layers=layers)
     config = FlowMatchingConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema_decay=ema,
+                                coupling=coupling,
                                 path=path_name, checkpoint_every=checkpoint_every, seed=seed)
     config.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"pretrain {system.name}: {spec['name']} net, data: {source}, "
-               f"{steps} steps x {batch_size}, lr {lr:g}, path {path_name}, device {dev}")
+               f"{steps} steps x {batch_size}, lr {lr:g}, path {path_name}, {coupling} coupling, device {dev}")
     start = time.perf_counter()
     model_path = out / "model.pt"
     if not resume:

@@ -13,6 +13,7 @@ from molsample.config import PRESETS, resolve_config
 from molsample.nets import NETS
 from molsample.rewards import MODES
 from molsample.systems import load_system
+from molsample.training.coupling import COUPLINGS
 from molsample.training.losses import LOSSES
 
 _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
@@ -33,6 +34,9 @@ _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 @click.option("--model", "model", type=str, default=None,
               help="Start from this tilted model (a model.pt, or package:NAME for a shipped one): "
                    "skips base data, pretraining and tilt.")
+@click.option("--coupling", type=click.Choice(list(COUPLINGS)), default=None,
+              help="Pairing of base and data samples in pretraining (default: the preset's; "
+                   "equivariant-ot aligns each pair by rotation and permutation first).")
 @click.option("--h", "h", type=float, default=None,
               help="Fixed annealing step (default: the preset's value; adaptive from --target-ess when unset).")
 @click.option("--target-ess", type=float, default=None, help="Incremental-weight ESS of the adaptive step.")
@@ -44,7 +48,7 @@ _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 @device_option(default=None)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @progress_option
-def tilt(system_name, method, mode, net, preset, config_file, out, model, h, target_ess, n_samples,
+def tilt(system_name, method, mode, net, preset, config_file, out, model, coupling, h, target_ess, n_samples,
          temperature_factor, beta, mcmc_steps, seed, device, resume, progress, quiet) -> None:
     """Pretrain a flow on the a = 0 distribution and tilt it to the target with Tilt Matching.
 
@@ -59,6 +63,7 @@ def tilt(system_name, method, mode, net, preset, config_file, out, model, h, tar
         "mode": mode, "net": {"name": net}, "temperature_factor": temperature_factor, "beta": beta, "seed": seed,
         "device": device, "tilt": {"method": method, "h": h, "target_ess": target_ess},
         "final": {"n_samples": n_samples, "mcmc_steps": mcmc_steps}, "start": {"model": model},
+        "pretrain": {"coupling": coupling},
     }
     cfg = resolve_config(system_name, preset=preset, config_file=config_file, card=system.card, overrides=overrides)
     run_dir = out if out is not None else Path("runs") / f"{system.name}-{cfg.tilt.method}-{preset}"

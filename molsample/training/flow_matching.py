@@ -24,7 +24,7 @@ from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError, RunFileError, ShapeError
 from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
-from molsample.training.coupling import couple
+from molsample.training.coupling import COUPLINGS, couple
 
 __all__ = ["FlowMatchingConfig", "ema_decay_at", "flow_matching_loss", "train_flow_matching"]
 
@@ -76,6 +76,8 @@ class FlowMatchingConfig:
             raise ConfigError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+        if self.coupling not in COUPLINGS:
+            raise ConfigError(f"unknown coupling {self.coupling!r}; choose one of {', '.join(COUPLINGS)}")
         get_path(self.path)
 
     def lr_at(self, step: int) -> float:
@@ -99,7 +101,7 @@ def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: T
 
 
 # config fields that must agree between a checkpoint and the run resuming it
-_RESUME_KEYS = ("batch_size", "lr", "ema_decay", "path", "seed", "grad_clip", "lr_schedule")
+_RESUME_KEYS = ("batch_size", "lr", "ema_decay", "path", "seed", "grad_clip", "lr_schedule", "coupling")
 
 #: learning-rate schedules of :class:`FlowMatchingConfig`
 LR_SCHEDULES = ("constant", "cosine")
@@ -189,7 +191,8 @@ def train_flow_matching(
             raise RunFileError(f"cannot read checkpoint {ckpt}: {exc}; delete it to start over") from exc
         saved = state.get("config", {})
         keys = _RESUME_KEYS + (("steps",) if config.lr_schedule == "cosine" else ())  # the schedule spans all steps
-        diff = {k: (saved.get(k, "constant" if k == "lr_schedule" else None), getattr(config, k)) for k in keys}
+        older = {"lr_schedule": "constant", "coupling": "independent"}  # checkpoints written before these keys
+        diff = {k: (saved.get(k, older.get(k)), getattr(config, k)) for k in keys}
         diff = {k: v for k, v in diff.items() if v[0] != v[1]}
         if diff:
             raise ConfigError(
