@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from molsample.errors import ConfigError
+from molsample.training.tilt import TILT_COUPLINGS
 from molsample.io.toml import read_toml
 from molsample.resources import presets_dir
 from molsample.training.flow_matching import FlowMatchingConfig
@@ -144,6 +145,11 @@ class RunConfig:
         if self.pretrain.path != self.tilt.path:
             raise ConfigError(f"pretrain.path = {self.pretrain.path!r} but tilt.path = {self.tilt.path!r}; the tilt "
                               "continues the pretrained flow along the same interpolant: set both to one value")
+        if self.pretrain.coupling not in TILT_COUPLINGS and self.start.model is None:
+            raise ConfigError(
+                f"pretrain.coupling = {self.pretrain.coupling!r} cannot be tilted: the tilt's fixed point needs the "
+                "pretrained field to be that of a coupling the tilt can reweight (docs/couplings.md); use "
+                f"{' or '.join(TILT_COUPLINGS)} (--coupling aligned), or `molsample pretrain` for an untilted flow")
         return self
 
     def sync(self, explicit: set[str] = frozenset()) -> "RunConfig":

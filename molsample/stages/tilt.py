@@ -38,7 +38,8 @@ def tilt_stage(ctx: RunContext) -> None:
     if cap is not None:
         ctx.echo(f"reward: soft energy cap at {cap:.4g} {ctx.system.energy_unit}")
     ctx.reward = make_run_reward(ctx, cap)
-    trainer = TiltMatching(ctx.field, ctx.base, ctx.reward, ctx.cfg.tilt, seed=ctx.cfg.seed, device=ctx.device)
+    trainer = TiltMatching(ctx.field, ctx.base, ctx.reward, ctx.cfg.tilt, seed=ctx.cfg.seed, device=ctx.device,
+                           coupling=ctx.cfg.pretrain.coupling)
     ctx.history = trainer.run(checkpoint_path=ctx.run_dir / "checkpoints" / "tilt.pt", resume=ctx.resume,
                               progress=ctx.progress)
     ctx.trainer, ctx.levels = trainer, trainer.level

@@ -34,6 +34,7 @@ from molsample.progress import progress_bar
 from molsample.rewards import TiltReward
 from molsample.sampling.flow_sampler import FlowSampler
 from molsample.sampling.weights import ess
+from molsample.training.coupling import couple
 from molsample.training.losses import (CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess,
                                       tilt_loss)
 
@@ -105,6 +106,9 @@ HISTORY_KEYS = (
     "level", "a", "h", "mean_reward", "mean_energy", "loss", "update_norm",
     "ess_incremental", "ess", "n_nonfinite", "reward_evals", "cpu_s", "wall_s",
 )
+#: couplings of the tilt's (x0, x1) pairs that keep the ITM fixed point (docs/couplings.md): independent
+#: pairs, or independent pairs each aligned by rotation and permutation (for a field pretrained so)
+TILT_COUPLINGS = ("independent", "aligned")
 #: offset of the seed of the full-ESS probes' own generator (so that they never shift the training draws)
 FULL_ESS_SEED_OFFSET = 7919
 
@@ -120,11 +124,17 @@ class TiltMatching:
         config: :class:`TiltConfig`.
         seed: seed of the trainer's own generator (all its random draws).
         device: torch device of the field.
+        coupling: pairing of the regression's (x0, x1), one of :data:`TILT_COUPLINGS`; must be the
+            pretraining's coupling, since the fixed point continues the pretrained field.
     """
 
     def __init__(self, field: nn.Module, base, reward: TiltReward, config: TiltConfig, *,
-                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+                 seed: int = 0, device: str | torch.device = "cpu", coupling: str = "independent") -> None:
         config.validate()
+        if coupling not in TILT_COUPLINGS:
+            raise ConfigError(f"the tilt pairs (x0, x1) {' or '.join(TILT_COUPLINGS)}, not {coupling!r}: other "
+                              "couplings break the ITM fixed point (docs/couplings.md)")
+        self.coupling = coupling
         self.field = field
         self.base = base
         self.reward = reward
@@ -194,7 +204,8 @@ class TiltMatching:
             idx = idx.repeat_interleave(cfg.draws_per_endpoint)
             xb1, hrb = x1[idx], hr_level[idx]
             t = self._rand(len(idx))
-            ps = self.path.sample(self._base(len(idx)), xb1, t)
+            x0, xb1 = couple(self.coupling, self._base(len(idx)), xb1)
+            ps = self.path.sample(x0, xb1, t)
             with torch.no_grad():
                 v_prev = frozen(ps.t, ps.xt) if loss_spec.needs_frozen else None
             v = self.field(ps.t, ps.xt)
@@ -270,7 +281,7 @@ class TiltMatching:
             "level": self.level,
             "history": self.history,
             "reward_evals": self.reward.n_energy_evals,
-            "config": dataclasses.asdict(self.config),
+            "config": {**dataclasses.asdict(self.config), "coupling": self.coupling},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -292,7 +303,8 @@ class TiltMatching:
     RESUME_FREE = ("max_levels", "full_ess_every")
 
     def _check_resumable(self, stored: dict, path: Path) -> None:
-        now = dataclasses.asdict(self.config)
+        now = {**dataclasses.asdict(self.config), "coupling": self.coupling}
+        stored = {"coupling": "independent", **stored}  # checkpoints written before the coupling existed
         changed = sorted(k for k in now if k not in self.RESUME_FREE and k in stored and stored[k] != now[k])
         if changed:
             diffs = ", ".join(f"tilt.{k}: {stored[k]!r} → {now[k]!r}" for k in changed)
