@@ -18,7 +18,7 @@ Couplings (:data:`COUPLINGS`):
   ``"radial"`` (default): the 1-D OT distance between the sorted distances of the particles from
   the centroid, a lower bound of the aligned cost that costs O(B² n) in torch; or ``"aligned"``:
   the aligned cost itself for all B² pairs (one start, one assignment + Kabsch each; B² small
-  assignment problems on the CPU, about one training step of LJ-13 at B = 256, see
+  assignment problems on the CPU, about 3.6 training steps of LJ-13 at B = 256, see
   docs/benchmarks/lj13-quality.md).
 * ``"aligned"``: independent pairs, each x0 aligned to its x1 (no batch assignment). Tilting
   this coupling by a reward of x1 gives the same coupling of the tilted law, so unlike the batch
