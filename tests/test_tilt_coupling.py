@@ -72,3 +72,17 @@ def test_resuming_with_another_coupling_is_refused(dw4, tmp_path):
     with pytest.raises(ConfigError, match="coupling"):
         TiltMatching(field, base, reward, CFG, seed=1, coupling="aligned").run(
             checkpoint_path=tmp_path / "t.pt", resume=True, progress=False)
+
+
+@pytest.mark.parametrize("coupling", ["aligned", "equivariant-ot"])
+def test_permuting_couplings_are_refused_for_typed_atoms(tmp_path, coupling):
+    from molsample.stages.pretrain import pretrain_field
+    from molsample.training.flow_matching import FlowMatchingConfig
+
+    system = load_system("dw4")
+    spec = {**default_net_spec(system, "egnn", hidden=8, n_layers=1), "atom_types": [0, 1, 2, 3]}
+    with pytest.raises(ConfigError, match="identical particles"):
+        pretrain_field(spec, torch.zeros(8, 4, 2), base_distribution(system), FlowMatchingConfig(coupling=coupling),
+                       tmp_path / "m.pt", device=torch.device("cpu"), dtype=torch.float32, progress=False,
+                       echo=lambda _: None)
+    assert not (tmp_path / "m.pt").exists()

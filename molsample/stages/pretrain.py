@@ -12,12 +12,16 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from molsample.errors import ConfigError
 from molsample.io.cache import digest
 from molsample.nets import build_net, default_net_spec, load_model, save_model
 from molsample.stages.context import Echo, RunContext
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 
-__all__ = ["net_spec", "pretrain_field", "pretrain_stage"]
+__all__ = ["PERMUTING_COUPLINGS", "net_spec", "pretrain_field", "pretrain_stage"]
+
+#: couplings that permute the particles of the base samples
+PERMUTING_COUPLINGS = ("equivariant-ot", "aligned")
 
 
 def net_spec(cfg, system) -> dict:
@@ -36,6 +40,11 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
     ``checkpoint_dir/pretrain-<key>.pt``) and resumes from it.
     Returns ``(field, history)`` (history empty when reused).
     """
+    if fm.coupling in PERMUTING_COUPLINGS and (spec.get("atom_types") is not None
+                                               or not getattr(base, "permutation_invariant", True)):
+        raise ConfigError(f"coupling {fm.coupling!r} permutes particles, which is only valid for identical "
+                          "particles and a base that permutations leave unchanged; this system has typed atoms or "
+                          "a bond-graph base: use --coupling independent (or ot)")
     fingerprint = "exact sampler" if callable(data) else [len(data), float(data.sum())]
     key = digest({"spec": spec, "fm": dataclasses.asdict(fm), "data": fingerprint})
     if out.is_file():
