@@ -95,3 +95,22 @@ def test_time_series_error_bars_use_tau() -> None:
     assert mean_se > 4 * naive
     assert 0.7 < mean_se / spread < 1.4
     assert abs(np.mean(est) - P_TRUE[0]) < 4 * spread / math.sqrt(chains)
+
+
+def test_basins_figure(tmp_path) -> None:
+    from molsample.reporting.basins_figure import basins_figure
+    from molsample.systems import load_system
+
+    aldp = load_system("aldp")
+    rng = np.random.default_rng(4)
+    x = np.asarray(aldp.energy.positions)[None] + 0.02 * rng.normal(size=(200, 22, 3))
+    fig, caption = basins_figure(aldp, x, x[:100], flow_logw=rng.normal(size=200))
+    assert len(fig.axes) == 3 and "reweighted flow" in caption
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert all("ΔF(β−αR)" in t and "φ>0" in t for t in texts)
+    fig.savefig(tmp_path / "rama.png")
+    assert (tmp_path / "rama.png").stat().st_size > 10_000
+    fig2, _ = basins_figure(aldp, x, None)
+    assert len(fig2.axes) == 1
+    lj = load_system("lj13")
+    assert basins_figure(lj, np.zeros((2, 13, 3)), None) is None
