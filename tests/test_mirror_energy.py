@@ -68,6 +68,7 @@ def test_cmap_energy_changes_under_reflection(aldp) -> None:
     x = torch.as_tensor(aldp.energy.positions, dtype=torch.float64)[None]
     e, em = float(energy.energy(x)), float(energy.energy(mirror(x)))
     assert abs(e - em) > 1.0                                   # the CMAP term is odd in (φ, ψ)
+    assert (e, em) == (pytest.approx(-89.411, abs=1e-3), pytest.approx(-93.584, abs=1e-3))   # docs/chirality.md
     e_amber = float(aldp.energy.energy(x))
     assert float(aldp.energy.energy(mirror(x))) == pytest.approx(e_amber, abs=1e-6)
 
