@@ -156,8 +156,10 @@ def basin_populations(angles: Any, logw: Any = None, *, time_series: bool = Fals
         taus[b] = tau
         se[b] = float(math.sqrt(g.var() * tau / n)) if n > 1 else math.nan
     with np.errstate(divide="ignore", invalid="ignore"):
-        df = float(-math.log(big_p[0] / big_p[1])) if big_p[1] > 0 and big_p[0] > 0 else (
-            math.inf if big_p[1] == 0 else -math.inf)
+        if big_p[0] > 0 and big_p[1] > 0:
+            df = float(-math.log(big_p[0] / big_p[1]))
+        else:  # an empty basin: ΔF is ±inf, or undefined when both are empty
+            df = math.nan if big_p[0] == big_p[1] == 0 else (math.inf if big_p[1] == 0 else -math.inf)
     if math.isfinite(df):
         g = w * (ind[:, 0] / big_p[0] - ind[:, 1] / big_p[1])
         tau = _tau(g) if kind == "time series" else 1.0

@@ -108,6 +108,10 @@ def test_basins_figure(tmp_path) -> None:
     assert len(fig.axes) == 3 and "reweighted flow" in caption
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert all("ΔF(β−αR)" in t and "φ>0" in t for t in texts)
+    # weights far below 1 (huge energies) still draw: the histogram normalises by the largest weight
+    fig3, _ = basins_figure(aldp, x, None, flow_logw=-1e10 + rng.normal(size=200))
+    h = [c.get_array() for c in fig3.axes[1].collections]
+    assert h and np.isfinite(np.asarray(h[0], dtype=float)).any()
     fig.savefig(tmp_path / "rama.png")
     assert (tmp_path / "rama.png").stat().st_size > 10_000
     fig2, _ = basins_figure(aldp, x, None)

@@ -61,7 +61,8 @@ def basins_figure(
     panels.append(("flow", a_flow, None, basin_populations(a_flow)))
     if flow_logw is not None:
         lw = np.asarray(flow_logw.detach().cpu() if hasattr(flow_logw, "detach") else flow_logw, dtype=np.float64)
-        w = np.where(np.isfinite(lw), np.exp(lw - np.max(lw[np.isfinite(lw)], initial=0.0)), 0.0)
+        finite = np.isfinite(lw)
+        w = np.where(finite, np.exp(lw - (lw[finite].max() if finite.any() else 0.0)), 0.0)
         panels.append(("reweighted flow", a_flow, w, basin_populations(a_flow, lw)))
     if reference_x is not None:
         a_ref = phi_psi(reference_x, system)
