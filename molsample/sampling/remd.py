@@ -129,7 +129,9 @@ def run_remd(
         platform: OpenMM platform (``"Reference"`` is the fastest for small molecules on a CPU).
         seed: seeds velocities, thermostats and the swap decisions.
         checkpoint: ``.npz`` file written atomically every ``checkpoint_every`` frames and read on
-            start when it exists and matches (ladder, sizes); deleted when the run completes.
+            start when it exists and matches (ladder, system size, segment lengths, seed); deleted
+            when the run completes. ``n_frames`` may differ from the interrupted run's: a longer
+            run continues it, a shorter one keeps its first ``n_frames`` frames.
     Returns:
         :class:`REMDResult`.
     """
@@ -174,8 +176,10 @@ def run_remd(
     cpu0, wall0 = time.process_time(), time.perf_counter()
     cpu_prev = wall_prev = 0.0
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    sig = json.dumps({"T": temps.tolist(), "n": n, "frames": n_frames, "spe": steps_per_exchange,
-                      "epf": exchanges_per_frame, "seed": seed})
+    # what a checkpoint must match; n_frames may differ (a run can be extended, or stopped early
+    # and finished with the frames it has)
+    sig = json.dumps({"T": temps.tolist(), "n": n, "spe": steps_per_exchange, "epf": exchanges_per_frame,
+                      "seed": seed}, sort_keys=True)
 
     def state(i: int) -> tuple[np.ndarray, np.ndarray, float]:
         s = contexts[i].getState(getPositions=True, getVelocities=True, getEnergy=True)
@@ -215,8 +219,10 @@ def run_remd(
         resumed = False
         if ckpt is not None and ckpt.is_file():
             with np.load(ckpt, allow_pickle=False) as z:
-                if str(z["sig"]) == sig:
-                    start, exchange, trips = int(z["start"]), int(z["exchange"]), int(z["trips"])
+                saved = json.loads(str(z["sig"]))
+                saved.pop("frames", None)
+                if json.dumps(saved, sort_keys=True) == sig:
+                    start, exchange, trips = min(int(z["start"]), n_frames), int(z["exchange"]), int(z["trips"])
                     frames[:start], energies[:start], walker[:start] = z["frames"][:start], z["energies"][:start], \
                         z["walker"][:start]
                     slot[:], last_end[:] = z["slot"], z["last_end"]
@@ -286,7 +292,9 @@ def load_or_generate_remd(
     The ladder is geometric from the card's ``temperature_K`` to ``t_max_K`` with ``n_replicas``
     temperatures; ``n`` frames of the lowest are kept. Returns a
     :class:`~molsample.sampling.reference.ReferenceResult` with method ``"remd"`` (samples in nm,
-    energies in kJ/mol); a run cut short resumes from ``<cache file>.ckpt.npz``.
+    energies in kJ/mol); a run cut short resumes from ``<system>-remd-<hash>.ckpt.npz`` in ``cache_dir``
+    (the hash covers the settings, not ``n``: a run stopped early can be finished with the frames
+    it has by asking for that many).
     """
     from molsample.sampling import reference as ref
 
@@ -306,9 +314,12 @@ def load_or_generate_remd(
             result.diagnostics.update(cache="hit", path=str(path))
             return result
     temps = geometric_temperatures(t_min, float(t_max_K), int(n_replicas))
+    # one checkpoint per system and settings, whatever n: an interrupted run can be finished with fewer frames
+    zero = ref.reference_cache_path(system, system.kT, "remd", 0, settings, cache_dir)  # <name>-remd-n0-<hash>.h5
+    ckpt = zero.with_name(zero.stem.replace("-remd-n0-", "-remd-", 1) + ".ckpt.npz")
     r = run_remd(omm, np.asarray(pos), temperatures_K=temps, n_frames=n, steps_per_exchange=steps_per_exchange,
                  exchanges_per_frame=exchanges_per_frame, equilibration_steps=equilibration_steps, seed=seed,
-                 platform="Reference", checkpoint=path.with_suffix(".ckpt.npz"), progress=progress)
+                 platform="Reference", checkpoint=ckpt, progress=progress)
     import torch
 
     diag = dict(tau_int=r.tau_int, n_effective=r.n_effective, n_energy_evals=r.n_steps, wall_time_s=r.wall_time_s,
