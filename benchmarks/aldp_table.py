@@ -52,12 +52,12 @@ def main() -> None:
     torch.set_num_threads(1)
     cpu0 = time.process_time()
     system = load_system("aldp")
+    ref = load_or_generate_remd(system, args.ref_frames)  # keyed by the card: load it before the prior is set
     if args.prior == "harmonic":
         system = dataclasses.replace(system, card={**system.card, "base": {"kind": "harmonic",
                                                                             "bond_std": args.bond_std}})
     base = base_distribution(system)
     field, _ = load_model(args.model)
-    ref = load_or_generate_remd(system, args.ref_frames)
     xr = ref.samples.numpy()
     bonds = np.array([[b[0].index, b[1].index] for b in system.topology.bonds])
     gen = torch.Generator().manual_seed(args.seed)
