@@ -23,7 +23,8 @@ ln p_β − ln p_αR:
   molsample's integrated autocorrelation time (:func:`~molsample.sampling.mcmc.integrated_autocorrelation_time`);
 * independent weighted samples (a flow with importance weights w): g_i = w_i (1_β/P_β − 1_αR/P_αR)
   with P_k = mean(w·1_k), se² = Var(g)/n — for weights that do not depend on the basin this is the
-  binomial error with n replaced by the ESS.
+  binomial error with n replaced by the ESS. Below 10 effective samples the ΔF error bar is NaN:
+  with one sample carrying the weight, the estimate is not a measurement.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ BASINS = ("beta_c7eq", "alpha_r", "phi_positive")
 #: printable names
 BASIN_LABELS = {"beta_c7eq": "β/C7eq", "alpha_r": "αR", "phi_positive": "φ>0 (C7ax/αL)"}
 PHI_ALDP, PSI_ALDP = (4, 6, 8, 14), (6, 8, 14, 16)
+#: weighted samples with a smaller ESS·n get no ΔF error bar (NaN)
+MIN_EFFECTIVE = 10.0
 
 
 def _np(x: Any) -> np.ndarray:
@@ -160,7 +163,9 @@ def basin_populations(angles: Any, logw: Any = None, *, time_series: bool = Fals
             df = float(-math.log(big_p[0] / big_p[1]))
         else:  # an empty basin: ΔF is ±inf, or undefined when both are empty
             df = math.nan if big_p[0] == big_p[1] == 0 else (math.inf if big_p[1] == 0 else -math.inf)
-    if math.isfinite(df):
+    if math.isfinite(df) and kind == "weighted" and n_eff < MIN_EFFECTIVE:
+        df_se = math.nan  # the delta method means nothing when a few samples carry all the weight
+    elif math.isfinite(df):
         g = w * (ind[:, 0] / big_p[0] - ind[:, 1] / big_p[1])
         tau = _tau(g) if kind == "time series" else 1.0
         df_se = float(math.sqrt(g.var() * tau / n))

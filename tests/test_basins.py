@@ -72,6 +72,9 @@ def test_weighted_samples_recover_the_target() -> None:
     logw2 = np.where(lab == 2, -np.inf, logw)
     st2 = basin_populations(angles_in(lab, rng), logw2)
     assert st2.populations["phi_positive"] == 0.0
+    # one sample carrying (almost) all the weight: no error bar
+    degenerate = np.where(np.arange(n) == 0, 0.0, -50.0)
+    assert math.isnan(basin_populations(angles_in(lab, rng), degenerate).delta_f_se_kT)
 
 
 def test_time_series_error_bars_use_tau() -> None:
