@@ -168,6 +168,9 @@ class HarmonicPrior(CoMFreeGaussian):
         std: σ of the isotropic term: the largest per-coordinate std any atom can have.
     """
 
+    #: bonded atoms get their own covariance: permuting particles changes the density
+    permutation_invariant = False
+
     def __init__(self, n_particles: int, dim: int, bonds: Any, bond_std: float = 0.15, std: float = 1.0) -> None:
         super().__init__(n_particles, dim, std)
         if not (isinstance(bond_std, (int, float)) and math.isfinite(bond_std) and bond_std > 0):

@@ -117,6 +117,7 @@ CARD_KEYS: dict[str, str] = {
     "dihedrals": "named dihedrals (atom indices)",
     "chiral_centers": "chirality check and fix (molsample.chirality)",
     "energy": "[energy] table",
+    "base": "[base] table: the flows' base distribution (molsample.distributions.base_distribution)",
     "reward": "[reward] table (reward-mode tilts, molsample.rewards)",
     "run": "[run] table: run-config defaults (molsample.config)",
 }

@@ -120,3 +120,28 @@ def test_shapes_are_checked(aldp) -> None:
         reflect_and_reweight(x, torch.zeros(3), aldp.energy.energy, aldp.kT, centers)
     with pytest.raises(ShapeError):
         reflect_and_reweight(x, torch.zeros(4), aldp.energy.energy, aldp.kT, centers, energy=torch.zeros(2))
+
+
+@pytest.mark.parametrize("with_cmap", [False, True])
+def test_final_stage_fix_recomputes_weights_only_when_the_force_field_needs_it(aldp, with_cmap) -> None:
+    """The run's chirality fix (an E(3) net's wrong-handed samples are mirrored): stored energies and
+    weights stay for amber, and are those of the mirrored positions under a CMAP force field."""
+    import dataclasses
+
+    from molsample.sampling.flow_sampler import WeightedSamples
+    from molsample.sampling.weights import summarize
+    from molsample.stages.final import fix_chirality
+
+    system = dataclasses.replace(aldp, energy=cmap_energy(aldp)) if with_cmap else aldp
+    x = _batch(aldp)
+    logq = torch.linspace(-3.0, 3.0, x.shape[0], dtype=torch.float64)
+    e = system.energy.energy(x)
+    logw = -e / system.kT - logq
+    ws = WeightedSamples(x=x.clone(), logq=logq, energy=e.clone(), logw=logw.clone(), summary=summarize(logw))
+    attrs = fix_chirality(ws, system, torch.nn.Linear(1, 1), reflect=True, echo=lambda _: None)
+    assert attrs["chirality_reflected"] == 6
+    assert torch.allclose(ws.energy, system.energy.energy(ws.x), atol=1e-6)  # energies match the stored positions
+    assert torch.allclose(ws.logw, -ws.energy / system.kT - logq, atol=1e-9)
+    assert ws.summary.ess == pytest.approx(summarize(ws.logw).ess)
+    changed = (ws.energy - e).abs().max()
+    assert (changed > 0.1) if with_cmap else (changed < 1e-6)

@@ -52,14 +52,17 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
 
     With ``reflect``, the samples are weighted against the target folded onto the reference
     stereoisomer (docs/chirality.md). For a reflection-invariant net (every net but the chiral
-    e3nn) wrong-handed samples are mirrored in place; E and the model density are
-    reflection-invariant, so logq, the energies and logw stay valid. For a chiral net the
+    e3nn) wrong-handed samples are mirrored in place; the model density is reflection-invariant,
+    so logq stays valid, and so do the energies and logw when the force field is
+    (:func:`~molsample.mirror_energy.energy_is_reflection_invariant`); otherwise (CMAP terms,
+    torsion phases other than 0/180°) the mirrored samples' energies and weights are recomputed. For a chiral net the
     mirror-image samples get weight 0 and the others log 2 more
     (:func:`~molsample.chirality.drop_wrong_handed_log_weights`); the ESS counts the dropped ones
     as wasted. Returns run-file attributes with the fractions before the fix.
     """
     from molsample.chirality import (chiral_centers_for_system, chirality_fractions, drop_wrong_handed_log_weights,
                                      reflect_wrong_handed)
+    from molsample.mirror_energy import energy_is_reflection_invariant, reflect_and_reweight, reflection_variant_terms
 
     centers = chiral_centers_for_system(system)
     if not centers:
@@ -78,11 +81,21 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
         n_dropped = round(frac["mirror"] * frac["n"])
         attrs["chirality_dropped"] = int(n_dropped)
         echo(f"chirality: gave the {n_dropped} mirror-image samples of the chiral net weight 0")
-    else:
+    elif energy_is_reflection_invariant(system):
         x, n_reflected = reflect_wrong_handed(ws.x.cpu(), centers)
         ws.x = x.to(ws.x.device)
         attrs["chirality_reflected"] = int(n_reflected)
-        echo(f"chirality: mirrored {n_reflected} wrong-handed samples (weights unchanged)")
+        echo(f"chirality: mirrored {n_reflected} wrong-handed samples (weights unchanged: the energy is "
+             "reflection-invariant)")
+    else:  # CMAP terms, torsion phases other than 0/180°: E(mirror) ≠ E, so energies and weights are recomputed
+        rs = reflect_and_reweight(ws.x.cpu(), ws.logq.cpu(), system.energy.energy, system.kT, centers,
+                                  energy=ws.energy.cpu())
+        ws.x, ws.energy, ws.logw = rs.x.to(ws.x.device), rs.energy.to(ws.energy.device), rs.logw.to(ws.logw.device)
+        ws.summary = summarize(ws.logw)
+        attrs["chirality_reflected"] = int(rs.n_reflected)
+        attrs["chirality_reweighted"] = int(rs.n_reflected)
+        echo(f"chirality: mirrored {rs.n_reflected} wrong-handed samples and recomputed their energies and weights "
+             f"(the force field has terms that are not reflection-invariant: {', '.join(reflection_variant_terms(system))})")
     return attrs
 
 
