@@ -77,9 +77,15 @@ def test_report_on_peptide_has_ramachandran(tmp_path):
     rep = make_report(tmp_path / "run", reference=tmp_path / "run")
     assert "ramachandran" in rep.figures and "density2d" not in rep.figures
     _check_png(rep.figures["ramachandran"])
+    _check_png(rep.figures["basins"])  # basin populations and dF: the card names ALDP's phi/psi
     _check_png(rep.figures["energy"])
     assert "kJ/mol" in " ".join(rep.headline)
     assert mdtraj.compute_phi(mdtraj.Trajectory(data["x"], data["topology"]))[1].shape == (150, 1)
+
+
+def test_basin_figure_only_for_systems_with_backbone_dihedrals(tmp_path):
+    write_lj_run(tmp_path / "lj" / "samples.h5", n=40)
+    assert "basins" not in make_report(tmp_path / "lj").figures
 
 
 def test_report_on_2d_toy_has_density(tmp_path):

@@ -1,6 +1,7 @@
 """Report figures and the one-page run summary (``molsample report``)."""
 
 from molsample.reporting.figures import FIGURES, FigureOut, register_figure
+from molsample.reporting import basins_figure as _basins_figure  # noqa: F401  (registers the "basins" figure)
 from molsample.reporting.report import Report, make_report
 from molsample.reporting.stats import pair_distances, weighted_histogram
 

@@ -13,8 +13,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from molsample.basins import BASIN_LABELS, BASINS, BasinStats, basin_populations, phi_psi
+from molsample.reporting.figures import FigureOut, register_figure
+from molsample.reporting.run_data import RunData
 
-__all__ = ["basins_figure"]
+__all__ = ["basins_figure", "basins_report_figure"]
 
 
 def _panel_text(st: BasinStats) -> str:
@@ -89,3 +91,20 @@ def basins_figure(
                "τ_int of the frames) and ΔF = −ln(p_β/p_αR) in kT. Dotted lines: basin edges "
                "(φ = 0; ψ = 0 and −150° for φ < 0).")
     return fig, caption
+
+
+@register_figure("basins")
+def basins_report_figure(d: RunData) -> FigureOut | None:
+    """The report's basin figure: for systems whose card names the φ/ψ dihedrals (molecules)."""
+    from molsample.errors import MolsampleError
+    from molsample.systems import load_system
+
+    name = d.attrs.get("system")
+    if not name or d.shape[2] != 3:
+        return None
+    try:
+        system = load_system(str(name))
+    except MolsampleError:
+        return None
+    out = basins_figure(system, d.flow.x, None if d.ref is None else d.ref.x, flow_logw=d.flow.logw)
+    return None if out is None else FigureOut(*out)
