@@ -1,7 +1,14 @@
-"""Shared fixtures: seeded generators, test data paths, tiny systems."""
+"""Shared fixtures: seeded generators, test data paths, dtypes with their tolerances, the device.
+
+``tests/`` mirrors the package (tests/energies, tests/nets, tests/sampling, tests/training, tests/io,
+tests/reporting, tests/stages, tests/commands); the helpers in this folder (``_run_helpers``, the
+``load_minimum`` below) are importable from every subfolder.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +17,11 @@ import torch
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `from _run_helpers import ...` in subfolders
+
+#: Tolerances per dtype for comparisons of computed values (e3nn's convention: one table, used by
+#: every test that runs in both precisions through the ``dtype`` fixture).
+TOLERANCES = {torch.float32: {"atol": 1e-4, "rtol": 1e-4}, torch.float64: {"atol": 1e-10, "rtol": 1e-8}}
 
 
 # One thread: the tests use small batches, where more threads only add contention on CI's 2 cores.
@@ -26,6 +38,24 @@ def _seed():
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(params=[torch.float32, torch.float64], ids=["float32", "float64"])
+def dtype(request) -> torch.dtype:
+    """Runs the test once per floating-point precision."""
+    return request.param
+
+
+@pytest.fixture
+def tol(dtype: torch.dtype) -> dict[str, float]:
+    """``atol``/``rtol`` for :func:`torch.testing.assert_close` at the test's ``dtype``."""
+    return TOLERANCES[dtype]
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The device under test: CPU, or the one named by ``MOLSAMPLE_TEST_DEVICE`` (e.g. cuda)."""
+    return torch.device(os.environ.get("MOLSAMPLE_TEST_DEVICE", "cpu"))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from molsample.errors import ConfigError, EnergyError, MissingFileError, Platfor
 from molsample.systems import load_system
 from molsample.testing import assert_forces_match_fd
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PDB = ROOT / "systems" / "aldp.pdb"
 XML = ROOT / "potentials" / "aldp_vacuum_amber99sbildn.xml"
 
