@@ -25,7 +25,7 @@ test-slow: $(STAMP)
 # LJ-13 from the shipped tilted model (molsample/data/models/lj13-demo.pt): final samples with exact
 # weights, reference samples and the report; the output names the reused model and its command.
 demo: $(STAMP)
-	$(VENV)/bin/molsample tilt --system lj13 --preset demo --out runs/demo-lj13 --no-progress
+	$(VENV)/bin/molsample --threads 2 tilt --system lj13 --preset demo --out runs/demo-lj13 --no-progress
 
 # Rebuild the shipped demo model (runs/lj13-demo-model.toml: the default preset with aligned pairs
 # and pretraining cut to 2,000 steps) and copy it into the package.
