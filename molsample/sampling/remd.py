@@ -37,6 +37,7 @@ from molsample import units
 from molsample.errors import ConfigError
 from molsample.io.atomic import atomic_path
 from molsample.sampling.mcmc import integrated_autocorrelation_time
+from molsample.sampling.parallel_tempering import geometric_ladder
 
 __all__ = ["REMDResult", "geometric_temperatures", "swap_log_acceptance", "run_remd", "load_or_generate_remd"]
 
@@ -76,12 +77,9 @@ class REMDResult:
 
 
 def geometric_temperatures(t_min: float, t_max: float, k: int) -> np.ndarray:
-    """``(k,)`` temperatures T_i = t_min·(t_max/t_min)^{i/(k−1)} in K (one temperature when k = 1)."""
-    if k < 1 or not 0 < t_min <= t_max:
-        raise ConfigError(f"need k >= 1 and 0 < t_min <= t_max, got k={k}, t_min={t_min}, t_max={t_max}")
-    if k == 1:
-        return np.array([float(t_min)])
-    return t_min * (t_max / t_min) ** (np.arange(k) / (k - 1))
+    """``(k,)`` temperatures T_i = t_min·(t_max/t_min)^{i/(k−1)} in K (one temperature when k = 1):
+    parallel tempering's :func:`~molsample.sampling.parallel_tempering.geometric_ladder` as an array."""
+    return np.asarray(geometric_ladder(t_min, t_max, k), dtype=np.float64)
 
 
 def swap_log_acceptance(e_i: np.ndarray | float, e_j: np.ndarray | float, kT_i: float,
