@@ -58,6 +58,7 @@ __all__ = [
     "chirality",
     "wrong_handed_mask",
     "reflect_wrong_handed",
+    "mirror_where",
     "chirality_fractions",
     "enantiomer_log_weights",
     "drop_wrong_handed_log_weights",
@@ -188,9 +189,13 @@ def reflect_wrong_handed(x: Tensor, centers: Sequence[ChiralCenter],
     """
     x = _check_x(x, centers)
     mask = wrong_handed_mask(x, centers, reference_signs).to(x.device)
-    com = x.mean(dim=1, keepdim=True)
-    x_fixed = torch.where(mask[:, None, None], 2.0 * com - x, x)
-    return x_fixed, int(mask.sum())
+    return mirror_where(x, mask), int(mask.sum())
+
+
+def mirror_where(x: Tensor, mask: Tensor) -> Tensor:
+    """``(batch, n, 3)``: the samples where ``mask`` ``(batch,)`` is set inverted through their centre
+    of mass (2x̄ − x), the others unchanged."""
+    return torch.where(mask[:, None, None], 2.0 * x.mean(dim=1, keepdim=True) - x, x)
 
 
 def chirality_fractions(x: Tensor, centers: Sequence[ChiralCenter],

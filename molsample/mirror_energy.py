@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molsample.chirality import ChiralCenter, wrong_handed_mask
+from molsample.chirality import ChiralCenter, mirror_where, wrong_handed_mask
 from molsample.errors import ShapeError
 
 __all__ = ["ReflectedSamples", "reflection_variant_terms", "energy_is_reflection_invariant", "reflect_and_reweight"]
@@ -166,8 +166,7 @@ def reflect_and_reweight(
         raise ShapeError(f"x must be (batch, n_atoms, 3) and logq (batch,), got {tuple(x.shape)} and "
                          f"{tuple(logq.shape)}")
     mask = wrong_handed_mask(x, centers, reference_signs).to(x.device)
-    com = x.mean(dim=1, keepdim=True)
-    x_new = torch.where(mask[:, None, None], 2.0 * com - x, x)
+    x_new = mirror_where(x, mask)
     with torch.no_grad():
         if energy is None:
             e_new = energy_fn(x_new).detach()
