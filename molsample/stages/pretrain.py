@@ -16,12 +16,10 @@ from molsample.errors import ConfigError
 from molsample.io.cache import digest
 from molsample.nets import build_net, default_net_spec, load_model, save_model
 from molsample.stages.context import Echo, RunContext
+from molsample.training.coupling import PERMUTING_COUPLINGS
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 
-__all__ = ["PERMUTING_COUPLINGS", "net_spec", "pretrain_field", "pretrain_stage"]
-
-#: couplings that permute the particles of the base samples
-PERMUTING_COUPLINGS = ("equivariant-ot", "aligned")
+__all__ = ["net_spec", "pretrain_field", "pretrain_stage"]
 
 
 def net_spec(cfg, system) -> dict:

@@ -108,9 +108,10 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     fix_chirality(ws, ctx.system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)
     with RunFile(path, "a") as rf:
         write_samples(rf, ctx.system, ws, append=True)
-        total = summarize(torch.as_tensor(rf.read_samples()["logw"]))
+        logw_all = torch.as_tensor(rf.read_samples()["logw"])
+        total = summarize(logw_all)
         rf.set_attrs(ess=total.ess, log_z=total.log_z, log_z_se=total.log_z_se)
-        diag = weight_diagnostics(torch.as_tensor(rf.read_samples()["logw"]))
+        diag = weight_diagnostics(logw_all)
     return [
         f"appended      {n} samples to {path} ({n_old + n} in total)",
         f"new samples   ESS {ws.summary.ess:.4f}, {ws.summary.n_nonfinite} non-finite",

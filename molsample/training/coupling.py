@@ -40,12 +40,16 @@ from torch import Tensor
 from molsample.errors import ConfigError, ShapeError
 from molsample.metrics import _assign, _kabsch, _principal_frames
 
-__all__ = ["COUPLINGS", "BATCH_COSTS", "align_pairs", "couple", "ot_assignment", "radial_cost", "transport_cost"]
+__all__ = ["COUPLINGS", "BATCH_COSTS", "PERMUTING_COUPLINGS", "align_pairs", "couple", "ot_assignment", "radial_cost",
+           "transport_cost"]
 
 #: coupling names accepted by :func:`couple` (and ``FlowMatchingConfig.coupling``)
 COUPLINGS = ("independent", "ot", "equivariant-ot", "aligned")
 #: batch costs of the ``"equivariant-ot"`` coupling
 BATCH_COSTS = ("radial", "aligned")
+#: couplings that permute the particles of the base samples (valid only for identical particles and a
+#: base that permutations leave unchanged)
+PERMUTING_COUPLINGS = ("equivariant-ot", "aligned")
 
 
 def _check(x0: Tensor, x1: Tensor) -> None:
