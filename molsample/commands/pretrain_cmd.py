@@ -83,7 +83,8 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
               help="Continue from OUT/checkpoint.pt when it exists.")
 @progress_option
 def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, batch_size: int, lr: float,
-             lr_schedule: str, coupling: str, net_name: str | None, hidden: int | None, layers: int | None, path_name: str,
+             lr_schedule: str, coupling: str, net_name: str | None, hidden: int | None, layers: int | None,
+             path_name: str,
              seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, progress: bool,
              quiet: bool) -> None:
     """Train a velocity net by flow matching and write OUT/model.pt (the same pretraining stage as `tilt`)."""
