@@ -82,13 +82,25 @@ def default_threads() -> int:
 
     Torch's own default (all cores) degrades badly when another process competes for them.
     """
+    return max(1, min(4, usable_cores() // 2))
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
     import os
 
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores // 2))
+        return os.cpu_count() or 1
+
+
+def _rank_tag() -> str:
+    """`` (rank k of K)`` in a distributed run, else empty."""
+    if "molsample.distributed" not in sys.modules:
+        return ""
+    world = sys.modules["molsample.distributed"].current_world()
+    return f" (rank {world.rank} of {world.world_size})" if world.distributed else ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="molsample", standalone_mode=False)
     except MolsampleError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error{_rank_tag()}: {exc}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("interrupted (nothing half-written is kept; `molsample tilt` runs continue with --resume)",
@@ -107,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    finally:
+        if "molsample.distributed" in sys.modules:  # leave the process group of a torchrun run
+            sys.modules["molsample.distributed"].shutdown_world()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,3 +44,8 @@ class PlatformError(MolsampleError, ValueError):
 
 class RunFileError(MolsampleError, ValueError):
     """A run file that is truncated, foreign or of an unknown schema version."""
+
+
+class DistributedError(MolsampleError, RuntimeError):
+    """A distributed run that cannot start or continue: a rank died or timed out, or a batch does
+    not split over the processes."""

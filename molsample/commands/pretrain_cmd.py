@@ -11,6 +11,7 @@ import click
 import numpy as np
 import torch
 
+from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import device_option, progress_option, show_progress_flag
 from molsample.devices import resolve_device
 from molsample.errors import ConfigError, MissingFileError, RunFileError, ShapeError
@@ -81,13 +82,15 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
 @click.option("--checkpoint-every", type=int, default=1000, show_default=True)
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from OUT/checkpoint.pt when it exists.")
+@nproc_option
 @progress_option
 def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, batch_size: int, lr: float,
              lr_schedule: str, coupling: str, net_name: str | None, hidden: int | None, layers: int | None,
              path_name: str,
-             seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, progress: bool,
-             quiet: bool) -> None:
+             seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, nproc: int | None,
+             progress: bool, quiet: bool) -> None:
     """Train a velocity net by flow matching and write OUT/model.pt (the same pretraining stage as `tilt`)."""
+    from molsample.distributed import init_world
     from molsample.distributions import base_distribution
     from molsample.nets import default_net_spec
     from molsample.progress import show_progress
@@ -95,7 +98,9 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
     from molsample.systems import load_system
     from molsample.training.flow_matching import FlowMatchingConfig
 
-    dev = resolve_device(device)
+    launch_if_asked(nproc)
+    world, dev = init_world(resolve_device(device))
+    echo = click.echo if world.is_main else (lambda *a, **k: None)  # rank 0 prints
     system = load_system(system_name)
     base = base_distribution(system)
 
@@ -120,16 +125,17 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
     config.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"pretrain {system.name}: {spec['name']} net, data: {source}, "
-               f"{steps} steps x {batch_size}, lr {lr:g}, path {path_name}, {coupling} coupling, device {dev}")
+    echo(f"pretrain {system.name}: {spec['name']} net, data: {source}, "
+         f"{steps} steps x {batch_size}, lr {lr:g}, path {path_name}, {coupling} coupling, device {dev}")
     start = time.perf_counter()
     model_path = out / "model.pt"
-    if not resume:
+    if not resume and world.is_main:
         model_path.unlink(missing_ok=True)
-    bars = show_progress(show_progress_flag(progress, quiet))
+    world.barrier("waiting for rank 0 to clear the old model")
+    bars = show_progress(show_progress_flag(progress, quiet)) and world.is_main
     field, history = pretrain_field(spec, data, base, config, model_path, device=dev, dtype=torch.float32,
-                                    checkpoint=out / "checkpoint.pt", progress=bars, echo=click.echo, resume=resume,
-                                    meta={"system": system.name, "path": path_name, "data": source})
+                                    checkpoint=out / "checkpoint.pt", progress=bars, echo=echo, resume=resume,
+                                    meta={"system": system.name, "path": path_name, "data": source}, world=world)
     if not history:  # reused: the stored model carries its history
         from molsample.nets import load_model
 
@@ -137,5 +143,5 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
     elapsed = time.perf_counter() - start
     tail = history["loss"][-100:]
     final = sum(tail) / len(tail) if tail else math.nan
-    click.echo(f"final loss (mean of last {len(tail)} steps): {final:.5f}; {elapsed:.1f} s")
-    click.echo(f"wrote {model_path}")
+    echo(f"final loss (mean of last {len(tail)} steps): {final:.5f}; {elapsed:.1f} s")
+    echo(f"wrote {model_path}")

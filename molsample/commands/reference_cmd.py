@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.errors import ConfigError
 
 
@@ -51,20 +52,27 @@ def _format(v: Any) -> str:
               help="Steps between kept samples: MCMC steps per chain / MD steps per frame.")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE",
               help="Any other sampler setting, e.g. --set n_temps=12 --set kT_max_factor=4 (repeatable).")
+@nproc_option
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def reference(system_name: str, n: int, out: str, method: str, temperature: float | None, kT: float | None,
               seed: int, chains: int | None, burn_in: int | None, thin: int | None, extra: tuple[str, ...],
-              progress: bool) -> None:
+              nproc: int | None, progress: bool) -> None:
     """Draw reference samples with a classical sampler and write them as a run file.
 
     The file is in the molsample run-file format (mdtraj.load reads its coordinates); the
     diagnostics (acceptance, swap rates, energy autocorrelation time, effective samples,
-    energy evaluations, wall time) are printed and stored in it.
+    energy evaluations, wall time) are printed and stored in it. With --nproc K the processes
+    share the energy evaluations of the MCMC chains (mala, pt).
     """
+    import torch
+
     from molsample import units
+    from molsample.distributed import init_world
     from molsample.sampling.reference import generate_reference, resolve_method, write_reference
     from molsample.systems import load_system
 
+    launch_if_asked(nproc)
+    world, _ = init_world(torch.device("cpu"))
     system = load_system(system_name)
     if temperature is not None and kT is not None:
         raise ConfigError(f"give --temperature ({temperature} K) or --kT ({kT}), not both")
@@ -99,7 +107,10 @@ def reference(system_name: str, n: int, out: str, method: str, temperature: floa
         key, value = item.split("=", 1)
         settings[key.strip().replace("-", "_")] = _parse_value(value)
 
-    result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress, **settings)
+    result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress and world.is_main,
+                                world=world, **settings)
+    if not world.is_main:  # rank 0 writes and prints
+        return
     path = write_reference(result, Path(out), system)
     d = result.diagnostics
     click.echo(f"wrote {result.n} reference samples of {system.name} to {path}")

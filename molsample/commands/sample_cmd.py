@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import device_option, progress_option, show_progress_flag
 
 
@@ -19,16 +20,19 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--n", "n", type=int, required=True, callback=_positive, help="Number of new samples (>= 1).")
+@click.option("--n", "--n-samples", "n", type=int, required=True, callback=_positive,
+              help="Number of new samples (>= 1); spell it --n-samples under torchrun, whose options --n is short for.")
 @click.option("--seed", type=int, default=None, help="Seed (default: a fresh one derived from the run's size).")
 @click.option("--batch-size", type=int, default=None, callback=_positive, help="Samples per ODE batch.")
 @device_option(default="cpu")
+@nproc_option
 @progress_option
-def sample(run: Path, n: int, seed: int | None, batch_size: int | None, device: str, progress: bool,
-           quiet: bool) -> None:
+def sample(run: Path, n: int, seed: int | None, batch_size: int | None, device: str, nproc: int | None,
+           progress: bool, quiet: bool) -> None:
     """Draw N more samples from the tilted model of RUN and append them (with log-weights) to its run file."""
     from molsample.pipeline import sample_more
 
+    launch_if_asked(nproc)
     summary = sample_more(run, n, seed=seed, batch_size=batch_size, device=device,
                           progress=show_progress_flag(progress, quiet))
     for line in summary:

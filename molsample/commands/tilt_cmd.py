@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import device_option, progress_option, show_progress_flag
 from molsample.config import PRESETS, resolve_config
 from molsample.nets import NETS
@@ -47,17 +48,21 @@ _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 @click.option("--seed", type=int, default=None, help="Random seed.")
 @device_option(default=None)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@nproc_option
 @progress_option
 def tilt(system_name, method, mode, net, preset, config_file, out, model, coupling, h, target_ess, n_samples,
-         temperature_factor, beta, mcmc_steps, seed, device, resume, progress, quiet) -> None:
+         temperature_factor, beta, mcmc_steps, seed, device, resume, nproc, progress, quiet) -> None:
     """Pretrain a flow on the a = 0 distribution and tilt it to the target with Tilt Matching.
 
     Writes runs/<run>/samples.h5 (samples, log-weights, energies, history, config) and prints
     ESS, log Z ± se, mean energy, wall time and energy evaluations. Ctrl-C stops the job; run the
-    same command with --resume to continue it.
+    same command with --resume to continue it. With --nproc K (or under torchrun) K processes
+    share the work.
     """
+    from molsample.distributed import secondary_rank
     from molsample.pipeline import run_tilt
 
+    launch_if_asked(nproc)
     system = load_system(system_name)
     overrides = {
         "mode": mode, "net": {"name": net}, "temperature_factor": temperature_factor, "beta": beta, "seed": seed,
@@ -67,7 +72,7 @@ def tilt(system_name, method, mode, net, preset, config_file, out, model, coupli
     }
     cfg = resolve_config(system_name, preset=preset, config_file=config_file, card=system.card, overrides=overrides)
     run_dir = out if out is not None else Path("runs") / f"{system.name}-{cfg.tilt.method}-{preset}"
-    if not resume and (run_dir / "samples.h5").exists():
+    if not resume and (run_dir / "samples.h5").exists() and not secondary_rank():
         click.echo(f"note: {run_dir}/samples.h5 exists and will be replaced when this run finishes "
                    "(cached data and pretraining are reused when their settings match)", err=True)
     command = "molsample " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "molsample tilt"
@@ -75,11 +80,15 @@ def tilt(system_name, method, mode, net, preset, config_file, out, model, coupli
         summary = run_tilt(cfg, run_dir, resume=resume, progress=show_progress_flag(progress, quiet),
                            echo=click.echo, command=command)
     except KeyboardInterrupt:
+        if secondary_rank():
+            raise SystemExit(130) from None
         again = command if "--resume" in command else f"{command} --resume"
         if "--out" not in again:
             again += f" --out {shlex.quote(str(run_dir))}"
         click.echo(f"\ninterrupted; the run in {run_dir} can be continued with: {again}", err=True)
         raise SystemExit(130) from None
+    if summary is None:  # a rank > 0 of a distributed run: rank 0 prints
+        return
     click.echo("")
     for line in summary.lines():
         click.echo(line)

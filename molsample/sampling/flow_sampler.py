@@ -3,8 +3,11 @@
 :class:`FlowSampler` owns batching, the model log-density (the divergence integrated with the same
 fixed-step solver), the log-weights against the target, per-batch atomic checkpoints and the count
 of energy evaluations. It knows nothing about training: the tilt trainer, the tilt job's final
-stage, ``molsample sample`` and the benchmarks all draw through it (as ``ODESolver.sample`` /
-``compute_likelihood`` do in facebookresearch/flow_matching).
+stage, ``molsample sample`` and the benchmarks all draw through it.
+
+In a distributed run (a :class:`~molsample.distributed.World` of K processes) every rank draws the
+same base samples from the same generator, integrates only its shard of them, and the shards are
+gathered in rank order: the samples, their order and the generator state are those of one process.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from molsample.distributed import World
+from molsample.errors import ConfigError
 from molsample.io.atomic import save_torch_atomic
 from molsample.io.cache import digest, load_cached
-from molsample.sampling.ode import sample as ode_sample
+from molsample.sampling.ode import integrate, sample as ode_sample
 from molsample.sampling.weights import WeightSummary, log_weights, summarize
 
 __all__ = ["FlowSampler", "Target", "WeightedSamples", "field_fingerprint"]
@@ -71,28 +76,47 @@ class FlowSampler:
         method, steps: fixed-step solver (``euler`` | ``midpoint`` | ``rk4``) and its number of steps.
         divergence: ``exact`` or ``hutchinson`` (the latter biases the weights).
         dtype, device: of the base samples and the integration.
+        world: the ranks that share the work (default: this process alone).
     """
 
     def __init__(self, field: nn.Module, base: Any, target: Target | None = None, *, method: str = "rk4",
                  steps: int = 50, divergence: str = "exact", dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", world: World | None = None) -> None:
         self.field, self.base, self.target = field, base, target
         self.method, self.steps, self.divergence = method, int(steps), divergence
         self.dtype, self.device = dtype, device
+        self.world = world or World()
+        if self.world.distributed and divergence == "hutchinson":
+            raise ConfigError("the Hutchinson divergence draws its probes per process and is not sharded; "
+                              "use divergence = \"exact\" in a distributed run")
+
+    def draw_shard(self, n: int, *, generator: torch.Generator | None = None, with_logq: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's shard of ``n`` samples (all of them in one process) and its log q (or None).
+
+        The base samples of all ``n`` are drawn, so the generator advances as in one process.
+        """
+        if not self.world.distributed:
+            res = ode_sample(self.field, self.base, n, generator=generator, dtype=self.dtype, device=self.device,
+                             method=self.method, steps=self.steps, with_logq=with_logq, divergence=self.divergence)
+        else:
+            x0 = self.base.sample(int(n), generator=generator, dtype=self.dtype, device=self.device)
+            x0 = x0[self.world.shard(n)]
+            res = integrate(self.field, x0, logp0=self.base.log_prob(x0) if with_logq else None, method=self.method,
+                            steps=self.steps, with_logq=with_logq, divergence=self.divergence)
+        return res.x1.detach(), None if res.logq is None else res.logq.detach()
 
     @torch.no_grad()
     def draw(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples without log q (e.g. an annealing level's), ``(n, n_particles, dim)``."""
-        return ode_sample(self.field, self.base, n, generator=generator, dtype=self.dtype, device=self.device,
-                          method=self.method, steps=self.steps).x1
+        return self.world.gather(self.draw_shard(n, generator=generator)[0])
 
     @torch.no_grad()
     def draw_with_logq(self, n: int, *, generator: torch.Generator | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` samples and their model log-density, ``((n, n_particles, dim), (n,))``, one batch."""
-        res = ode_sample(self.field, self.base, n, generator=generator, dtype=self.dtype, device=self.device,
-                         method=self.method, steps=self.steps, with_logq=True, divergence=self.divergence)
-        return res.x1.detach(), res.logq.detach()
+        x, logq = self.draw_shard(n, generator=generator, with_logq=True)
+        return self.world.gather(x), self.world.gather(logq)
 
     def _key(self, n: int, batch_size: int, generator: torch.Generator | None) -> str:
         return digest({"n": n, "method": self.method, "steps": self.steps, "divergence": self.divergence,
@@ -110,7 +134,9 @@ class FlowSampler:
         generator state) are saved there atomically after each batch, and a later call with the
         same field and settings continues from them: the result equals an uninterrupted call.
         The file is removed at the end. Energies are counted in ``target.n_energy_evals``
-        (those of resumed batches too).
+        (those of resumed batches too, and those of the other ranks). In a distributed run each rank
+        integrates and evaluates its shard of every batch, every rank receives all samples, and
+        rank 0 alone writes the checkpoint.
         """
         from molsample.progress import progress_bar
 
@@ -130,14 +156,16 @@ class FlowSampler:
         for start in progress_bar(range(done, n, batch_size), desc="final samples", enabled=progress,
                                   initial=done // batch_size, total=-(-n // batch_size)):
             m = min(batch_size, n - start)
-            x, logq = self.draw_with_logq(m, generator=generator)
-            xs.append(x)
-            logqs.append(logq)
-            es.append(self.target.energy(x).detach())
-            if checkpoint is not None and start + m < n:
+            x, logq = self.draw_shard(m, generator=generator, with_logq=True)
+            e = self.target.energy(x).detach()
+            self.target.n_energy_evals += m - len(x)  # the other ranks' shards
+            xs.append(self.world.gather(x))
+            logqs.append(self.world.gather(logq))
+            es.append(self.world.gather(e, what="energies"))
+            if checkpoint is not None and start + m < n and self.world.is_main:
                 save_torch_atomic({"key": key, "x": xs, "logq": logqs, "energy": es,
                                    "generator": None if generator is None else generator.get_state()}, checkpoint)
-        if checkpoint is not None:
+        if checkpoint is not None and self.world.is_main:
             Path(checkpoint).unlink(missing_ok=True)
         x, logq, e = torch.cat(xs), torch.cat(logqs).double(), torch.cat(es).double()
         logw = log_weights(-self.target.log_final_target(x.double(), e), logq)

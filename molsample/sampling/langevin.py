@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from molsample.distributed import World
 from molsample.errors import ConfigError, EnergyError, ShapeError
 from molsample.sampling.autocorrelation import integrated_autocorrelation_time
 
@@ -121,19 +122,29 @@ def _progress(iterable: range, enabled: bool, desc: str):
 
 
 class _Langevin:
-    """Batched MALA kernel; each chain b has its own kT[b] and step h[b]."""
+    """Batched MALA kernel; each chain b has its own kT[b] and step h[b].
+
+    With a distributed ``world`` every rank holds all chains and draws the same random numbers;
+    the energies and forces (the expensive part) are evaluated per rank on its shard of the
+    chains and gathered, so the chains are those of one process.
+    """
 
     def __init__(self, energy: EnergyLike, kT: Tensor, remove_com: bool, generator: torch.Generator | None,
-                 tame: float | None = 2.0):
+                 tame: float | None = 2.0, world: World | None = None):
         self.energy = energy
         self.kT = kT
         self.remove_com = remove_com
         self.generator = generator
         self.tame = tame
+        self.world = world or World()
         self.n_evals = 0
 
     def evaluate(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        e, f = _energy_and_force(self.energy, x)
+        if self.world.distributed:
+            e, f = _energy_and_force(self.energy, x[self.world.shard(len(x))])
+            e, f = self.world.gather(e, what="energies"), self.world.gather(f, what="forces")
+        else:
+            e, f = _energy_and_force(self.energy, x)
         self.n_evals += x.shape[0]
         return e, _project(f, self.remove_com)
 

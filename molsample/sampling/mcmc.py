@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from molsample.distributed import World
 from molsample.errors import ConfigError, EnergyError
 from molsample.sampling.autocorrelation import integrated_autocorrelation_time
 from molsample.sampling.langevin import (EnergyLike, MCMCResult, _check_counts, _check_target_accept,
@@ -44,6 +45,7 @@ def mala(
     tame: float | None = 2.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    world: World | None = None,
 ) -> MCMCResult:
     """Metropolis-adjusted Langevin sampling of exp(−E/kT) with many chains in one tensor.
 
@@ -59,6 +61,7 @@ def mala(
         tame: cap each particle's drift at ``tame``·sqrt(2h·dim) (truncated MALA); ``None`` = plain MALA.
         generator: torch random generator (seed it for reproducible chains).
         progress: show a tqdm bar.
+        world: ranks that share the energy evaluations (each its shard of the chains).
     Returns:
         :class:`MCMCResult` with ``chains · (n_steps // thin)`` samples.
     """
@@ -74,7 +77,8 @@ def mala(
         groups, n_groups = torch.arange(b, device=x.device), b
     else:
         raise ConfigError(f"adapt must be 'global' or 'chain', got {adapt!r}")
-    kernel = _Langevin(energy, torch.full((b,), float(kT), dtype=x.dtype, device=x.device), remove_com, generator, tame)
+    kernel = _Langevin(energy, torch.full((b,), float(kT), dtype=x.dtype, device=x.device), remove_com, generator, tame,
+                       world)
     kept_x, kept_e, h, acc, _, _ = _run(
         kernel, x, groups=groups, n_groups=n_groups, step_size=step_size, target_accept=target_accept,
         n_steps=n_steps, burn_in=burn_in, thin=thin, record=torch.arange(b, device=x.device),

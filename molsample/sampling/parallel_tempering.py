@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from molsample.distributed import World
 from molsample.errors import ConfigError
 from molsample.sampling.langevin import (EnergyLike, MCMCResult, _check_counts, _check_target_accept, _group_mean,
                                          _Langevin, _prepare, _run, _tau)
@@ -43,6 +44,7 @@ def parallel_tempering(
     tame: float | None = 2.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    world: World | None = None,
 ) -> MCMCResult:
     """Replica exchange with MALA moves; returns the samples at ``kTs[0]`` (the target).
 
@@ -56,6 +58,7 @@ def parallel_tempering(
         kTs: increasing temperatures in the energy unit, ``kTs[0]`` the target (see :func:`geometric_ladder`).
         x_init: ``(chains, n, d)``, copied to every temperature.
         step_size: fixed step, one value or one per temperature; ``None`` adapts during burn-in.
+        world: ranks that share the energy evaluations (each its shard of the replicas).
     """
     _check_counts(n_steps, burn_in, thin)
     _check_target_accept(target_accept)
@@ -72,7 +75,7 @@ def parallel_tempering(
     x = x.repeat(n_t, 1, 1)
     kt_t = torch.tensor(kts, dtype=x.dtype, device=x.device)
     groups = torch.arange(n_t, device=x.device).repeat_interleave(chains)
-    kernel = _Langevin(energy, kt_t[groups], remove_com, generator, tame)
+    kernel = _Langevin(energy, kt_t[groups], remove_com, generator, tame, world)
     beta = 1.0 / kt_t
     n_pairs = max(n_t - 1, 0)
     swap_acc = torch.zeros(n_pairs, dtype=torch.float64)

@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 
 from molsample import units
-from molsample.errors import ConfigError, RunFileError
+from molsample.distributed import World
+from molsample.errors import ConfigError, DistributedError, RunFileError
 from molsample.io.cache import digest
 from molsample.io.hdf5 import RunFile
 from molsample.sampling.initial_configurations import initial_configurations
@@ -57,6 +58,9 @@ __all__ = [
 
 #: Bumped when the meaning of a cached reference file changes (invalidates old cache entries).
 CACHE_VERSION = 1
+
+#: methods whose chains a distributed run splits (each rank evaluates the energies of its shard)
+SHARDED_METHODS = ("mala", "pt")
 
 #: Default cache folder (relative to the working directory; ``runs/`` is git-ignored).
 DEFAULT_CACHE_DIR = Path("runs") / "cache" / "reference"
@@ -101,6 +105,7 @@ def generate_reference(
     kT: float | None = None,
     seed: int = 0,
     progress: bool = True,
+    world: World | None = None,
     **settings: Any,
 ) -> ReferenceResult:
     """Draw ``n`` reference samples of exp(−E/kT) for ``system``.
@@ -113,6 +118,8 @@ def generate_reference(
             ``molsample.units.kT(T_kelvin)`` converts from kelvin.
         seed: seeds every random number of the run.
         progress: tqdm progress bars.
+        world: ranks that share the energy evaluations of the MCMC chains (``mala``, ``pt``);
+            ``exact`` and ``md`` (one trajectory) refuse a distributed world.
         settings: overrides of :func:`default_settings` (``steps`` is a spelling of ``thin`` /
             ``steps_per_frame``; ``n_steps`` = production steps per chain (MD: in all), converted to
             ``thin`` = n_steps // ⌈n/chains⌉ (MD: ``steps_per_frame`` = n_steps // n)) — MCMC: ``chains``, ``burn_in``,
@@ -129,6 +136,10 @@ def generate_reference(
         raise ConfigError(f"kT must be positive, got {kT}")
     method = resolve_method(system, method, kT)
     cfg = _resolve_settings(system, method, n, settings)
+    world = world or World()
+    if world.distributed and method not in SHARDED_METHODS:
+        raise DistributedError(f"the {method} reference is not split over processes (only "
+                               f"{', '.join(SHARDED_METHODS)} chains are); run it with one process")
     g = torch.Generator().manual_seed(int(seed))
     t0 = time.perf_counter()
     diag: dict[str, Any] = {}
@@ -170,7 +181,7 @@ def generate_reference(
         n_kept = math.ceil(n / cfg["chains"])
         common = dict(n_steps=n_kept * cfg["thin"], burn_in=cfg["burn_in"], thin=cfg["thin"], step_size=cfg["step_size"],
                       target_accept=cfg["target_accept"], tame=cfg["tame"], remove_com=system.remove_com, generator=g,
-                      progress=progress)
+                      progress=progress, world=world)
         if method == "mala":
             r = mala(system.energy, kT, x0, **common)
             diag.update(step_size=_plain(r.step_size))
@@ -333,10 +344,12 @@ def load_or_generate_reference(
     cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR,
     refresh: bool = False,
     progress: bool = True,
+    world: World | None = None,
     **settings: Any,
 ) -> ReferenceResult:
     """Reference samples from the cache when the system, kT, method, n, seed and settings match;
-    otherwise generate them (:func:`generate_reference`) and store them there.
+    otherwise generate them (:func:`generate_reference`, over the ranks of ``world``) and store
+    them there (rank 0 writes).
 
     ``diagnostics["cache"]`` is ``"hit"`` or ``"miss"`` and ``diagnostics["path"]`` the file.
     A damaged cache file is regenerated; ``refresh=True`` always regenerates.
@@ -353,7 +366,8 @@ def load_or_generate_reference(
                 return result
         except RunFileError:
             pass
-    result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress, **cfg)
-    write_reference(result, path, system)
+    result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress, world=world, **cfg)
+    if world is None or world.is_main:
+        write_reference(result, path, system)
     result.diagnostics.update(cache="miss", path=str(path))
     return result

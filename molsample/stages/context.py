@@ -11,6 +11,7 @@ from torch import nn
 
 from molsample.config import RunConfig
 from molsample.devices import resolve_device
+from molsample.distributed import World, init_world
 from molsample.distributions import base_distribution
 from molsample.progress import show_progress
 from molsample.systems import System, load_system
@@ -34,7 +35,8 @@ class RunContext:
     Attributes:
         cfg, run_dir, system, mode, device, dtype, base: resolved once by :meth:`create`.
         kT0: temperature of the a = 0 distribution (factor·kT in the temperature mode, else kT).
-        progress: draw progress bars (already False when stderr is not a terminal).
+        progress: draw progress bars (already False when stderr is not a terminal, and on ranks > 0).
+        world: the ranks of a distributed run (``torchrun``); one process otherwise.
         resume: continue from the run folder's checkpoints.
         command: the command line that started the run (stored with the model).
         data, field, reward, trainer, history, samples, reference, extra: stage outputs.
@@ -52,6 +54,7 @@ class RunContext:
     resume: bool = False
     echo: Echo = print
     command: str = ""
+    world: World = dataclasses.field(default_factory=World)
     data: Any = None
     field: nn.Module | None = None
     reward: Any = None
@@ -72,13 +75,20 @@ class RunContext:
     @classmethod
     def create(cls, cfg: RunConfig, run_dir: Path, *, progress: bool = True, resume: bool = False,
                echo: Echo = print, command: str = "") -> "RunContext":
-        """Resolve system, device, dtype, mode, base and kT0; creates nothing on disk, so a bad
-        setting (e.g. CUDA absent) fails before the run folder exists."""
+        """Resolve system, device, dtype, mode, base and kT0, and join the process group when
+        started by ``torchrun``; creates nothing on disk, so a bad setting (e.g. CUDA absent) fails
+        before the run folder exists. Ranks > 0 print nothing."""
         system = load_system(cfg.system)
-        device = resolve_device(cfg.device)
+        world, device = init_world(resolve_device(cfg.device))
+        if not world.is_main:
+            progress, echo = False, _silent
         mode = resolve_mode(cfg, system)
         kT0 = cfg.temperature_factor * system.kT if mode == "temperature" else system.kT
         return cls(cfg=cfg, run_dir=Path(run_dir), system=system, mode=mode, device=device,
                    dtype=torch.float64 if cfg.dtype == "float64" else torch.float32,
                    base=base_distribution(system), kT0=kT0, progress=show_progress(progress), resume=resume,
-                   echo=echo, command=command)
+                   echo=echo, command=command, world=world)
+
+
+def _silent(_: str) -> None:
+    """The echo of ranks > 0."""

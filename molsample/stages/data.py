@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 
+from molsample.distributed import World
 from molsample.io.cache import digest, load_cached, save_cached
 from molsample.rewards import TiltReward
 from molsample.sampling.weights import resample
@@ -15,15 +16,16 @@ from molsample.systems import System
 __all__ = ["base_data_stage", "reference_samples", "target_reference"]
 
 
-def reference_samples(system: System, dcfg, kT: float, *, seed: int, progress: bool):
-    """Samples at ``kT`` from the reference sampler (cached in runs/cache/reference/ by settings)."""
+def reference_samples(system: System, dcfg, kT: float, *, seed: int, progress: bool, world: World | None = None):
+    """Samples at ``kT`` from the reference sampler (cached in runs/cache/reference/ by settings),
+    with the MCMC energies shared by the ranks of ``world``."""
     from molsample.sampling.reference import load_or_generate_reference, resolve_method
 
     settings = {k: v for k, v in (("n_steps", dcfg.steps), ("burn_in", dcfg.burn_in)) if v}
     if resolve_method(system, dcfg.method, kT) == "exact":
         settings = {}  # step counts of a preset mean nothing to an exact sampler
     return load_or_generate_reference(system, dcfg.n, kT=kT, method=dcfg.method, seed=seed,
-                                      progress=progress, **settings)
+                                      progress=progress, world=world, **settings)
 
 
 def base_data_stage(ctx: RunContext) -> None:
@@ -38,6 +40,29 @@ def base_data_stage(ctx: RunContext) -> None:
     cache = ctx.run_dir / "base_data.pt"
     key = digest({"system": str(system.card_path), "mode": ctx.mode, "data": dataclasses.asdict(cfg.data),
                   "factor": cfg.temperature_factor, "seed": cfg.seed})
+    world = ctx.world
+    if world.distributed and not _shared_by_ranks(ctx):
+        # one trajectory (MD) or an exact sampler: rank 0 makes the data and the others read them
+        # (MOLSAMPLE_DIST_TIMEOUT must exceed the time rank 0 takes)
+        if world.is_main:
+            _make_base_data(ctx, cache, key, World())
+        world.barrier("waiting for rank 0's base data")
+        if not world.is_main:
+            ctx.data = load_cached(cache, key)["x"]
+        return
+    _make_base_data(ctx, cache, key, world)
+
+
+def _shared_by_ranks(ctx: RunContext) -> bool:
+    """Whether the ranks share the base data's sampler (MCMC chains) rather than wait for rank 0."""
+    from molsample.sampling.reference import SHARDED_METHODS, resolve_method
+
+    return ctx.mode != "prior" and resolve_method(ctx.system, ctx.cfg.data.method, ctx.kT0) in SHARDED_METHODS
+
+
+def _make_base_data(ctx: RunContext, cache, key: str, world: World) -> None:
+    """Reuse ``cache`` or sample the base data (over ``world``) and save them (rank 0)."""
+    cfg, system = ctx.cfg, ctx.system
     blob = load_cached(cache, key)
     if blob is not None:
         ctx.echo(f"base data: reusing {len(blob['x'])} cached samples ({cache})")
@@ -47,10 +72,11 @@ def base_data_stage(ctx: RunContext) -> None:
         x = ctx.base.sample(cfg.data.n, generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
         info = "base Gaussian"
     else:
-        ref = reference_samples(system, cfg.data, ctx.kT0, seed=cfg.seed, progress=ctx.progress)
+        ref = reference_samples(system, cfg.data, ctx.kT0, seed=cfg.seed, progress=ctx.progress, world=world)
         x = torch.as_tensor(ref.samples, dtype=torch.float64)
         info = f"{ref.method} at kT0 = {ctx.kT0:g} {system.energy_unit}"
-    save_cached(cache, key, {"x": x})
+    if world.is_main:
+        save_cached(cache, key, {"x": x})
     ctx.echo(f"base data: {len(x)} samples ({info})")
     ctx.data = x
 

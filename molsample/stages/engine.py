@@ -23,11 +23,15 @@ __all__ = ["Stage", "StageTimings", "run_stages"]
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One unit of a run: ``run(ctx)`` reads and adds to the context; ``skip(ctx)`` True skips it."""
+    """One unit of a run: ``run(ctx)`` reads and adds to the context; ``skip(ctx)`` True skips it.
+
+    ``main_only`` stages run on rank 0 alone in a distributed run (the others have finished).
+    """
 
     name: str
     run: Callable[[RunContext], None]
     skip: Callable[[RunContext], bool] = lambda ctx: False
+    main_only: bool = False
 
 
 @dataclasses.dataclass
@@ -71,18 +75,25 @@ def run_stages(stages: list[Stage], ctx: RunContext) -> StageTimings:
     """Run ``stages`` in order on ``ctx``, timing each (also when one raises or is interrupted).
 
     On ``ctx.resume`` the totals continue those stored in the run folder; otherwise they start at 0.
+    In a distributed run the CPU seconds are summed over the ranks and the wall seconds are rank 0's.
     """
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     timings = StageTimings.load(ctx.run_dir) if ctx.resume else StageTimings()
     timings.invocations += 1
     ctx.extra["timings"] = timings
     for stage in stages:
-        if stage.skip(ctx):
+        if stage.skip(ctx) or (stage.main_only and not ctx.world.is_main):
             continue
         cpu0, wall0 = time.process_time(), time.perf_counter()
+        failed = True
         try:
             stage.run(ctx)
+            failed = False
         finally:
-            timings.add(stage.name, time.process_time() - cpu0, time.perf_counter() - wall0)
-            timings.save(ctx.run_dir)
+            cpu = time.process_time() - cpu0
+            if not failed and not stage.main_only:
+                cpu = ctx.world.sum(cpu)  # every rank's share (a failed rank cannot take part)
+            timings.add(stage.name, cpu, time.perf_counter() - wall0)
+            if ctx.world.is_main:
+                timings.save(ctx.run_dir)
     return timings

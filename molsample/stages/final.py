@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from molsample.distributed import World
 from molsample.io.hdf5 import RunFile
 from molsample.sampling.flow_sampler import FlowSampler, WeightedSamples
 from molsample.sampling.weights import summarize
@@ -16,19 +17,26 @@ from molsample.systems import System
 __all__ = ["final_sampler", "final_stage", "fix_chirality", "mcmc_correct", "write_samples"]
 
 
-def final_sampler(field: nn.Module, base, reward, fin, *, dtype: torch.dtype, device) -> FlowSampler:
-    """The :class:`FlowSampler` of the ``[final]`` settings ``fin``."""
+def final_sampler(field: nn.Module, base, reward, fin, *, dtype: torch.dtype, device,
+                  world: World | None = None) -> FlowSampler:
+    """The :class:`FlowSampler` of the ``[final]`` settings ``fin`` (sharded over ``world``)."""
     return FlowSampler(field, base, reward, method=fin.ode_method, steps=fin.ode_steps, divergence=fin.divergence,
-                       dtype=dtype, device=device)
+                       dtype=dtype, device=device, world=world)
 
 
 def final_stage(ctx: RunContext) -> None:
-    """Draw ``final.n_samples`` weighted samples (resumable per batch) and write ``samples.h5``."""
+    """Draw ``final.n_samples`` weighted samples (resumable per batch) and write ``samples.h5``.
+
+    In a distributed run the ranks share every batch and rank 0 alone continues (chirality, the
+    run file with ``world_size`` and ``backend``, the MCMC correction).
+    """
     cfg, fin, system = ctx.cfg, ctx.cfg.final, ctx.system
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    sampler = final_sampler(ctx.field, ctx.base, ctx.reward, fin, dtype=ctx.dtype, device=ctx.device)
+    sampler = final_sampler(ctx.field, ctx.base, ctx.reward, fin, dtype=ctx.dtype, device=ctx.device, world=ctx.world)
     ws = sampler.sample(fin.n_samples, batch_size=fin.batch_size, generator=g, progress=ctx.progress,
                         checkpoint=ctx.run_dir / "checkpoints" / "final.pt")
+    if not ctx.world.is_main:
+        return
     if fin.divergence == "hutchinson":
         ctx.echo("warning: log-weights use the Hutchinson divergence estimator; ESS and log Z are biased")
     ctx.n_nonfinite = ws.summary.n_nonfinite  # before the chirality fix gives mirror images weight 0
@@ -41,7 +49,8 @@ def final_stage(ctx: RunContext) -> None:
         rf.set_attrs(kind="tilt", system=system.name, method=cfg.tilt.method, mode=ctx.mode, seed=cfg.seed,
                      kT=system.kT, energy_unit=system.energy_unit, divergence=fin.divergence,
                      energy_evals=ctx.reward.n_energy_evals,
-                     ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se, **chiral_attrs)
+                     ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se,
+                     world_size=ctx.world.world_size, backend=ctx.world.backend, **chiral_attrs)
         if fin.mcmc_steps > 0:
             mcmc_correct(rf, system, ws.x, fin.mcmc_steps, seed=cfg.seed, progress=ctx.progress, echo=ctx.echo)
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from molsample.distributed import World
 from molsample.errors import ConfigError
 from molsample.io.cache import digest
 from molsample.nets import build_net, default_net_spec, load_model, save_model
@@ -30,12 +31,13 @@ def net_spec(cfg, system) -> dict:
 def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: FlowMatchingConfig, out: Path, *,
                    device: torch.device, dtype: torch.dtype, checkpoint: Path | None = None,
                    checkpoint_dir: Path | None = None, progress: bool, echo: Echo, resume: bool = True,
-                   meta: dict | None = None) -> tuple[nn.Module, dict]:
+                   meta: dict | None = None, world: World | None = None) -> tuple[nn.Module, dict]:
     """Train the net of ``spec`` by flow matching on ``data`` and save it to ``out``.
 
     The file is reused when its key (spec, ``fm``, data fingerprint) matches; the training
     checkpoints every ``fm.checkpoint_every`` steps to ``checkpoint`` (or
-    ``checkpoint_dir/pretrain-<key>.pt``) and resumes from it.
+    ``checkpoint_dir/pretrain-<key>.pt``) and resumes from it. With a distributed ``world`` the
+    ranks share every minibatch and rank 0 writes the files.
     Returns ``(field, history)`` (history empty when reused).
     """
     if fm.coupling in PERMUTING_COUPLINGS and (spec.get("atom_types") is not None
@@ -55,8 +57,10 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
     torch.manual_seed(fm.seed)
     field = build_net(spec).to(device=device, dtype=dtype)
     source = data if callable(data) else data.to(device=device, dtype=dtype)
-    hist = train_flow_matching(field, source, base, fm, checkpoint_path=checkpoint, progress=progress, resume=resume)
-    save_model(out, field, key=key, history=hist, a=0.0, config=dataclasses.asdict(fm), **(meta or {}))
+    hist = train_flow_matching(field, source, base, fm, checkpoint_path=checkpoint, progress=progress, resume=resume,
+                               world=world)
+    if world is None or world.is_main:
+        save_model(out, field, key=key, history=hist, a=0.0, config=dataclasses.asdict(fm), **(meta or {}))
     return field, hist
 
 
@@ -66,7 +70,8 @@ def pretrain_stage(ctx: RunContext) -> None:
     spec = net_spec(ctx.cfg, ctx.system)
     field, hist = pretrain_field(spec, ctx.data, ctx.base, fm, ctx.run_dir / "pretrained.pt", device=ctx.device,
                                  dtype=ctx.dtype, checkpoint_dir=ctx.run_dir / "checkpoints",
-                                 progress=ctx.progress, echo=ctx.echo, meta={"system": ctx.system.name})
+                                 progress=ctx.progress, echo=ctx.echo, meta={"system": ctx.system.name},
+                                 world=ctx.world)
     if hist:
         last = hist["loss"][-1] if hist.get("loss") else float("nan")
         ctx.echo(f"pretraining: {fm.steps} steps, final loss {last:.4g}")

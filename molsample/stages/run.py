@@ -52,22 +52,27 @@ TILT_STAGES: list[Stage] = [
     Stage("pretrain", pretrain_stage, skip=_reuses_model),
     Stage("tilt", tilt_stage, skip=_reuses_model),
     Stage("final", final_stage),
-    Stage("reference", reference_stage, skip=lambda ctx: not wants_reference(ctx)),
-    Stage("report", report_stage, skip=lambda ctx: not wants_report(ctx)),
+    Stage("reference", reference_stage, skip=lambda ctx: not wants_reference(ctx), main_only=True),
+    Stage("report", report_stage, skip=lambda ctx: not wants_report(ctx), main_only=True),
 ]
 
 
 def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool = True,
-             echo: Echo = print, command: str = "") -> RunSummary:
+             echo: Echo = print, command: str = "") -> RunSummary | None:
     """Run the whole job of ``cfg`` in ``run_dir`` (see the module docstring).
 
     Everything is resolved (system, device, mode) before the run folder is created, so a bad
-    setting leaves nothing behind.
+    setting leaves nothing behind. Started by ``torchrun``, the ranks share the base data,
+    pretraining, tilt and final stages and rank 0 alone writes, runs the reference and the
+    report, and returns the summary (the other ranks return None).
     """
     ctx = RunContext.create(cfg, run_dir, progress=progress, resume=resume, echo=echo, command=command)
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(ctx.run_dir / "config.toml", dumps_toml(cfg.to_dict()))
+    if ctx.world.is_main:
+        write_text_atomic(ctx.run_dir / "config.toml", dumps_toml(cfg.to_dict()))
     run_stages(TILT_STAGES, ctx)
+    if not ctx.world.is_main:
+        return None
     record_timings(ctx)
     return summarize_run(ctx)
 
@@ -78,7 +83,8 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
 
     The samples come from the same :class:`~molsample.sampling.flow_sampler.FlowSampler` as the
     run's final stage. The ESS and log Z in the file's attributes are recomputed over all
-    samples. Returns the summary lines.
+    samples. Returns the summary lines. Started by ``torchrun``, the ranks share every batch and
+    rank 0 writes and returns the lines (the others return an empty list).
     """
     from molsample.config import config_from_dict
     from molsample.errors import ConfigError
@@ -102,9 +108,11 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     reward = make_run_reward(ctx)
     field = field.to(ctx.dtype)  # the run's dtype, as in its final stage (load_model builds float32 nets)
     g = torch.Generator().manual_seed(seed if seed is not None else cfg.seed + 1000 + n_old)
-    sampler = final_sampler(field, ctx.base, reward, cfg.final, dtype=ctx.dtype, device=ctx.device)
+    sampler = final_sampler(field, ctx.base, reward, cfg.final, dtype=ctx.dtype, device=ctx.device, world=ctx.world)
     ws = sampler.sample(n, batch_size=batch_size or cfg.final.batch_size, generator=g,
-                        progress=show_progress(progress))
+                        progress=show_progress(progress) and ctx.world.is_main)
+    if not ctx.world.is_main:
+        return []
     fix_chirality(ws, ctx.system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)
     with RunFile(path, "a") as rf:
         write_samples(rf, ctx.system, ws, append=True)

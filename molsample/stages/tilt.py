@@ -39,10 +39,11 @@ def tilt_stage(ctx: RunContext) -> None:
         ctx.echo(f"reward: soft energy cap at {cap:.4g} {ctx.system.energy_unit}")
     ctx.reward = make_run_reward(ctx, cap)
     trainer = TiltMatching(ctx.field, ctx.base, ctx.reward, ctx.cfg.tilt, seed=ctx.cfg.seed, device=ctx.device,
-                           coupling=ctx.cfg.pretrain.coupling)
+                           coupling=ctx.cfg.pretrain.coupling, world=ctx.world)
     ctx.history = trainer.run(checkpoint_path=ctx.run_dir / "checkpoints" / "tilt.pt", resume=ctx.resume,
                               progress=ctx.progress)
     ctx.trainer, ctx.levels = trainer, trainer.level
-    save_model(ctx.run_dir / "model.pt", ctx.field, system=ctx.system.name, a=trainer.a, mode=ctx.mode,
-               config=ctx.cfg.to_dict(), command=ctx.command)
+    if ctx.world.is_main:
+        save_model(ctx.run_dir / "model.pt", ctx.field, system=ctx.system.name, a=trainer.a, mode=ctx.mode,
+                   config=ctx.cfg.to_dict(), command=ctx.command)
     ctx.echo(f"tilt: {trainer.level} levels, a = {trainer.a:.4f}, {ctx.reward.n_energy_evals} energy evaluations")

@@ -50,6 +50,9 @@ BATCH_COSTS = ("radial", "aligned")
 #: couplings that permute the particles of the base samples (valid only for identical particles and a
 #: base that permutations leave unchanged)
 PERMUTING_COUPLINGS = ("equivariant-ot", "aligned")
+#: couplings that act pair by pair (the others assign partners over the whole minibatch), so that a
+#: shard of a minibatch can be coupled on its own
+PAIRWISE_COUPLINGS = ("independent", "aligned")
 
 
 def _check(x0: Tensor, x1: Tensor) -> None:

@@ -5,6 +5,10 @@ r"""Flow matching: regress the velocity field on the interpolant's time derivati
 (mean over samples and coordinates). :func:`train_flow_matching` runs Adam on it with a seeded
 generator for all randomness (batches, x0, t), checkpoints atomically and resumes exactly:
 an interrupted run resumed from its checkpoint ends with the same weights as an uninterrupted one.
+
+Distributed (a :class:`~molsample.distributed.World` of K ranks): every rank draws the whole
+minibatch from the same generator and trains on its shard; DistributedDataParallel averages the
+gradients, so the step equals the 1-process step on the whole minibatch. Rank 0 checkpoints.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from molsample.distributed import World, collective, ddp
 from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError, RunFileError, ShapeError
 from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
-from molsample.training.coupling import COUPLINGS, couple
+from molsample.training.coupling import COUPLINGS, PAIRWISE_COUPLINGS, couple
 
 __all__ = ["FlowMatchingConfig", "ema_decay_at", "flow_matching_loss", "train_flow_matching"]
 
@@ -87,7 +92,8 @@ class FlowMatchingConfig:
         return self.lr
 
 
-def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
+def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: Tensor, t: Tensor, *,
+                       total: int | None = None) -> Tensor:
     """Mean squared error ‖b̂_t(I_t) − İ_t‖² (mean over batch and coordinates), a scalar.
 
     Args:
@@ -95,9 +101,14 @@ def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: T
         path: an interpolant from :func:`molsample.paths.get_path`.
         x0, x1: ``(batch, n, d)`` base and target samples.
         t: ``(batch,)`` times.
+        total: size of the whole minibatch when ``x0, x1, t`` are one shard of it: the result is
+            then the shard's sum divided by the whole minibatch's number of elements.
     """
     ps = path.sample(x0, x1, t)
-    return ((field(ps.t, ps.xt) - ps.dxt) ** 2).mean()
+    sq = (field(ps.t, ps.xt) - ps.dxt) ** 2
+    if total is None:
+        return sq.mean()
+    return sq.sum() / (total * sq[0].numel())
 
 
 # config fields that must agree between a checkpoint and the run resuming it
@@ -128,6 +139,7 @@ def train_flow_matching(
     progress: bool = True,
     resume: bool = True,
     callback: Callable[[int, float], None] | None = None,
+    world: World | None = None,
 ) -> dict:
     """Train ``field`` by flow matching from ``base`` (t = 0) to ``data`` (t = 1), in place.
 
@@ -143,6 +155,7 @@ def train_flow_matching(
         progress: show a progress bar.
         resume: continue from ``checkpoint_path`` when it exists.
         callback: ``callback(step, loss)`` after every step (step counts from 1).
+        world: the ranks that share each minibatch (default: this process alone).
     Returns:
         history ``{"step": [...], "loss": [...]}`` over all steps (including resumed ones).
     Raises:
@@ -207,8 +220,11 @@ def train_flow_matching(
         history = {"step": list(state["history"]["step"]), "loss": list(state["history"]["loss"])}
         start = int(state["step"])
 
+    world = world or World()
+    trained = ddp(field, world)
+
     def save(step: int) -> None:
-        if ckpt is None:
+        if ckpt is None or not world.is_main:
             return
         save_torch_atomic({
             "step": step,
@@ -238,11 +254,19 @@ def train_flow_matching(
             if centre:
                 x1 = x1 - x1.mean(dim=1, keepdim=True)
         x0 = base.sample(config.batch_size, generator=gen, dtype=dtype).to(device)
-        x0, x1 = couple(config.coupling, x0, x1)
-        t = torch.rand(config.batch_size, generator=gen, dtype=dtype).to(device)
-        loss = flow_matching_loss(field, path, x0, x1, t)
+        s = world.shard(config.batch_size)  # every rank drew the whole minibatch; it trains on its shard
+        if config.coupling in PAIRWISE_COUPLINGS:
+            x0, x1 = couple(config.coupling, x0[s], x1[s])
+        else:  # a batch assignment needs the whole minibatch
+            x0, x1 = (y[s] for y in couple(config.coupling, x0, x1))
+        t = torch.rand(config.batch_size, generator=gen, dtype=dtype).to(device)[s]
+        if world.distributed:  # DDP averages the ranks' gradients: scale the shard's share of the mean by K
+            loss = flow_matching_loss(trained, path, x0, x1, t, total=config.batch_size) * world.world_size
+        else:
+            loss = flow_matching_loss(field, path, x0, x1, t)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with collective(world, "averaging gradients"):
+            loss.backward()
         if config.lr_schedule != "constant":
             for group in opt.param_groups:
                 group["lr"] = config.lr_at(step)
@@ -253,7 +277,7 @@ def train_flow_matching(
             with torch.no_grad():
                 for pe, p in zip(ema.parameters(), field.parameters(), strict=True):
                     pe.lerp_(p, 1.0 - ema_decay_at(step + 1, config.ema_decay))
-        value = float(loss.detach())
+        value = world.sum(float(loss.detach())) / world.world_size
         history["step"].append(step + 1)
         history["loss"].append(value)
         if bar is not None:

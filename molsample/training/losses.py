@@ -8,8 +8,10 @@ All functions take one minibatch of the annealing loop at level a with step h:
 * ``hr``: ``(B,)`` the scaled, centred reward h·(r(x1) − c).
 
 The constant c may be any number fixed for the level: it leaves the fixed points of ITM, ETM
-and WFM unchanged (docs/tilt-matching.md). Per-sample squared errors are summed over particles
-and dimensions and averaged over the batch.
+and WFM unchanged (docs/tilt-matching.md). Each registered loss returns per-sample squared errors
+(summed over particles and dimensions), ``(B,)``; :func:`tilt_loss` combines them with per-sample
+weights that sum to 1 over the minibatch (1/B, or e^{hr}/Σe^{hr} for WFM). Weights computed on
+the whole minibatch let a distributed run split it over ranks without changing the loss.
 """
 
 from __future__ import annotations
@@ -61,10 +63,12 @@ class TiltLoss:
 
     Attributes:
         name: the ``tilt.method`` / ``--method`` name.
-        loss: ``loss(v, v_prev, dxt, hr) -> scalar`` (``v_prev`` is None when ``needs_frozen`` is False).
+        loss: ``loss(v, v_prev, dxt, hr) -> (B,)`` per-sample losses (``v_prev`` is None when
+            ``needs_frozen`` is False).
         needs_frozen: whether the loss evaluates the frozen level-a field b_a.
         centring: the default reward centring (``lme`` | ``mean`` | ``none``, see :func:`center_reward`).
         summary: one line for ``--help``.
+        weighting: ``mean`` (weights 1/B) or ``softmax`` (self-normalized e^{hr}/Σe^{hr}).
     """
 
     name: str
@@ -72,19 +76,31 @@ class TiltLoss:
     needs_frozen: bool
     centring: str
     summary: str
+    weighting: str = "mean"
+
+    def weights(self, hr: torch.Tensor) -> torch.Tensor:
+        """Per-sample weights of a whole minibatch, ``(B,)``, summing to 1."""
+        if self.weighting == "softmax":
+            return torch.softmax(hr, dim=0)
+        return torch.full_like(hr, 1.0 / len(hr))
 
 
 #: method name → :class:`TiltLoss`; the single source of the names the config and the CLI accept
 LOSSES: dict[str, TiltLoss] = {}
 
 
-def register_loss(name: str, *, needs_frozen: bool, centring: str, summary: str):
-    """Decorator registering ``loss(v, v_prev, dxt, hr) -> scalar`` under ``name``."""
+WEIGHTINGS = ("mean", "softmax")
+
+
+def register_loss(name: str, *, needs_frozen: bool, centring: str, summary: str, weighting: str = "mean"):
+    """Decorator registering ``loss(v, v_prev, dxt, hr) -> (B,)`` (per-sample losses) under ``name``."""
     if centring not in CENTRINGS:
         raise ValueError(f"centring {centring!r} of loss {name!r} is not one of {CENTRINGS}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting {weighting!r} of loss {name!r} is not one of {WEIGHTINGS}")
 
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        LOSSES[name] = TiltLoss(name, fn, needs_frozen, centring, summary)
+        LOSSES[name] = TiltLoss(name, fn, needs_frozen, centring, summary, weighting)
         return fn
     return wrap
 
@@ -103,23 +119,23 @@ def get_loss(method: str) -> TiltLoss:
 
 @register_loss("itm", needs_frozen=True, centring="lme", summary="implicit Tilt Matching (exact fixed point)")
 def _itm_loss(v, v_prev, dxt, hr):
-    return _sq(v - itm_target(v, v_prev, dxt, hr)).mean()
+    return _sq(v - itm_target(v, v_prev, dxt, hr))
 
 
 @register_loss("etm", needs_frozen=True, centring="mean", summary="explicit (first-order) Tilt Matching")
 def _etm_loss(v, v_prev, dxt, hr):
-    return _sq(v - etm_target(v_prev, dxt, hr)).mean()
+    return _sq(v - etm_target(v_prev, dxt, hr))
 
 
-@register_loss("wfm", needs_frozen=False, centring="lme", summary="weighted flow matching (self-normalized)")
+@register_loss("wfm", needs_frozen=False, centring="lme", summary="weighted flow matching (self-normalized)",
+               weighting="softmax")
 def _wfm_loss(v, v_prev, dxt, hr):
-    w = torch.softmax(hr, dim=0)
-    return (w * _sq(v - dxt)).sum()
+    return _sq(v - dxt)
 
 
 @register_loss("ram", needs_frozen=True, centring="none", summary="Reinforce-Adjoint-Matching-style target")
 def _ram_loss(v, v_prev, dxt, hr):
-    return _sq(v - ram_target(v, v_prev, dxt, hr)).mean()
+    return _sq(v - ram_target(v, v_prev, dxt, hr))
 
 
 #: the registered method names (kept for callers of the old tuple)
@@ -132,12 +148,17 @@ def tilt_loss(
     v_prev: torch.Tensor | None,
     dxt: torch.Tensor,
     hr: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Scalar loss of one minibatch for a registered ``method`` (see :data:`LOSSES`).
+    """Scalar loss Σ_i w_i ℓ_i of one minibatch for a registered ``method`` (see :data:`LOSSES`).
 
-    WFM uses self-normalized weights e^{hr}/Σe^{hr} on ‖b̂ − İ_t‖² (it needs no ``v_prev``).
+    ``weights`` (``(B,)``) default to the loss's own (:meth:`TiltLoss.weights` of ``hr``); a shard
+    of a larger minibatch passes its share of the whole minibatch's weights. WFM uses
+    self-normalized weights e^{hr}/Σe^{hr} on ‖b̂ − İ_t‖² (it needs no ``v_prev``).
     """
-    return get_loss(method).loss(v, v_prev, dxt, hr)
+    spec = get_loss(method)
+    w = spec.weights(hr) if weights is None else weights
+    return (w.to(v.dtype) * spec.loss(v, v_prev, dxt, hr)).sum()
 
 
 def log_mean_exp(x: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,11 @@ One level a_k → a_{k+1} = a_k + h_k:
 5. record the level's diagnostics and checkpoint atomically.
 
 Samples, control variate and weights all come from the same frozen level a_k.
+
+Distributed (a :class:`~molsample.distributed.World` of K ranks): every rank draws the same random
+numbers; each integrates and evaluates the reward of its shard of the endpoints, the shards are
+gathered (so every rank chooses the same h), each rank regresses on its shard of every minibatch
+with that minibatch's weights, and DistributedDataParallel sums the gradients. Rank 0 checkpoints.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from molsample.distributed import World, collective, ddp
 from molsample.errors import ConfigError
 from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
@@ -126,16 +132,20 @@ class TiltMatching:
         device: torch device of the field.
         coupling: pairing of the regression's (x0, x1), one of :data:`TILT_COUPLINGS`; must be the
             pretraining's coupling, since the fixed point continues the pretrained field.
+        world: the ranks that share the work (default: this process alone).
     """
 
     def __init__(self, field: nn.Module, base, reward: TiltReward, config: TiltConfig, *,
-                 seed: int = 0, device: str | torch.device = "cpu", coupling: str = "independent") -> None:
+                 seed: int = 0, device: str | torch.device = "cpu", coupling: str = "independent",
+                 world: World | None = None) -> None:
         config.validate()
         if coupling not in TILT_COUPLINGS:
             raise ConfigError(f"the tilt pairs (x0, x1) {' or '.join(TILT_COUPLINGS)}, not {coupling!r}: other "
                               "couplings break the ITM fixed point (docs/couplings.md)")
         self.coupling = coupling
+        self.world = world or World()
         self.field = field
+        self._trained: nn.Module | None = None  # the field, wrapped for data-parallel training when distributed
         self.base = base
         self.reward = reward
         self.config = config
@@ -163,7 +173,7 @@ class TiltMatching:
     def sampler(self, field: nn.Module) -> FlowSampler:
         """The :class:`FlowSampler` of ``field`` with the level solver of the config."""
         return FlowSampler(field, self.base, self.reward, method=self.config.ode_method,
-                           steps=self.config.ode_steps, dtype=self.dtype, device=self.device)
+                           steps=self.config.ode_steps, dtype=self.dtype, device=self.device, world=self.world)
 
     @torch.no_grad()
     def draw_level_samples(self, frozen: nn.Module, n: int) -> torch.Tensor:
@@ -178,9 +188,12 @@ class TiltMatching:
         for p in frozen.parameters():
             p.requires_grad_(False)
 
-        x1 = self.draw_level_samples(frozen, cfg.n_endpoints)
+        world = self.world
+        x1 = self.sampler(frozen).draw_shard(cfg.n_endpoints, generator=self.generator)[0]
         r, e = self.reward.evaluate(x1)
-        r, e = r.detach().to(self.dtype), e.detach().to(self.dtype)
+        self.reward.n_energy_evals += cfg.n_endpoints - len(x1)  # the other ranks' shards
+        x1 = world.gather(x1)
+        r, e = world.gather(r.detach().to(self.dtype), what="rewards"), world.gather(e.detach().to(self.dtype))
         ok = torch.isfinite(r)
         n_bad = int((~ok).sum())
         if n_bad:
@@ -198,30 +211,37 @@ class TiltMatching:
         probe = self._probe_batch(x1)
         losses = []
         loss_spec = get_loss(cfg.method)
+        if self._trained is None:
+            self._trained = ddp(self.field, world)
         self.field.train()
         for _ in range(cfg.steps_per_level):
             idx = self._randperm(len(r))[: cfg.endpoints_per_step]
             idx = idx.repeat_interleave(cfg.draws_per_endpoint)
             xb1, hrb = x1[idx], hr_level[idx]
-            t = self._rand(len(idx))
-            x0, xb1 = couple(self.coupling, self._base(len(idx)), xb1)
-            ps = self.path.sample(x0, xb1, t)
+            t, x0 = self._rand(len(idx)), self._base(len(idx))
+            s = world.shard(len(idx))  # every rank drew the whole minibatch; it trains on its shard
+            weights = loss_spec.weights(hrb)[s] * world.world_size  # DDP averages the ranks' gradients
+            x0, xb1 = couple(self.coupling, x0[s], xb1[s])
+            ps = self.path.sample(x0, xb1, t[s])
             with torch.no_grad():
                 v_prev = frozen(ps.t, ps.xt) if loss_spec.needs_frozen else None
-            v = self.field(ps.t, ps.xt)
-            loss = tilt_loss(cfg.method, v, v_prev, ps.dxt, hrb)
+            v = self._trained(ps.t, ps.xt)
+            loss = tilt_loss(cfg.method, v, v_prev, ps.dxt, hrb[s], weights=weights)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with collective(world, "averaging gradients"):
+                loss.backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.field.parameters(), cfg.grad_clip)
             self.optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(loss.detach()) / world.world_size)
         self.field.eval()
 
         with torch.no_grad():
             t, xt = probe
-            diff = self.field(t, xt) - frozen(t, xt)
-            update_norm = float(diff.pow(2).flatten(1).sum(-1).mean().sqrt())
+            s = world.shard(len(t))
+            diff = self.field(t[s], xt[s]) - frozen(t[s], xt[s])
+            sq = world.gather(diff.pow(2).flatten(1).sum(-1), what="update norms")
+            update_norm = float(sq.mean().sqrt())
 
         row = {
             "level": float(self.level),
@@ -229,7 +249,7 @@ class TiltMatching:
             "h": h,
             "mean_reward": float(r.mean()),
             "mean_energy": float(e.mean()),
-            "loss": sum(losses) / len(losses),
+            "loss": world.sum(sum(losses)) / len(losses),
             "update_norm": update_norm,
             "ess_incremental": incremental_ess(r, h),
             "ess": math.nan,
@@ -266,9 +286,11 @@ class TiltMatching:
         ``full_ess_every`` on resume) never shifts the training draws.
         """
         g = torch.Generator().manual_seed(self.seed + FULL_ESS_SEED_OFFSET * (1 + self.level))
-        x, logq = self.sampler(self.field).draw_with_logq(self.config.n_probe, generator=g)
+        n = self.config.n_probe
+        x, logq = self.sampler(self.field).draw_shard(n, generator=g, with_logq=True)
         e = self.reward.energy(x).to(self.dtype)
-        return ess(self.reward.log_level_target(x, e, a) - logq)
+        self.reward.n_energy_evals += n - len(x)  # the other ranks' shards
+        return ess(self.world.gather(self.reward.log_level_target(x, e, a) - logq, what="log-weights"))
 
     # ------------------------------------------------------------------ loop, checkpoints
     def state_dict(self) -> dict:
@@ -337,7 +359,7 @@ class TiltMatching:
             bar.update(row["h"])
             bar.set_postfix(h=f"{row['h']:.3g}", ess_inc=f"{row['ess_incremental']:.2f}",
                             r=f"{row['mean_reward']:.3g}")
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and self.world.is_main:
                 save_torch_atomic(self.state_dict(), checkpoint_path)
             if callback is not None:
                 callback(row)

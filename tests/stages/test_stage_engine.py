@@ -17,7 +17,9 @@ from molsample.stages.engine import Stage, StageTimings, run_stages
 
 class _Ctx:
     def __init__(self, run_dir, resume):
-        self.run_dir, self.resume, self.extra = run_dir, resume, {}
+        from molsample.distributed import World
+
+        self.run_dir, self.resume, self.extra, self.world = run_dir, resume, {}, World()
 
 
 def _burn(ctx):

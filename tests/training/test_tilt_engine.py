@@ -91,7 +91,7 @@ def test_registry_drives_validation_and_centring():
 
     @register_loss("_test_fm", needs_frozen=False, centring="mean", summary="test only")
     def _fm(v, v_prev, dxt, hr):
-        return (v - dxt).pow(2).mean()
+        return (v - dxt).pow(2).flatten(1).sum(-1)
 
     try:
         TiltConfig(method="_test_fm").validate()
