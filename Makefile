@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/molsample --threads 2 tilt --system lj13 --preset demo --out runs/demo-lj13 --no-progress
 
 # Rebuild the shipped demo model (runs/lj13-demo-model.toml: the default preset with aligned pairs
-# and pretraining cut to 2,000 steps) and copy it into the package.
+# and 1,000 final samples; about 42 CPU-minutes) and copy it into the package.
 demo-model: $(STAMP)
 	$(VENV)/bin/molsample tilt --system lj13 --config runs/lj13-demo-model.toml --out runs/lj13-demo-model
 	cp runs/lj13-demo-model/model.pt molsample/data/models/lj13-demo.pt

@@ -16,6 +16,10 @@ docs/benchmarks/aldp.md; "thermal" is the bond RMSD of 300 K MD frames (2,000, c
 
     python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior isotropic
     python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --bond-std 0.15
+
+The bond graph as edge features of the EGNN (``[net] bond_edges = true``):
+
+    python benchmarks/aldp_pretrain.py --steps 500 --batch-size 128 --ema 0.999 --prior harmonic --bond-edges
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--prior", default="isotropic", choices=["isotropic", "harmonic"])
     ap.add_argument("--bond-std", type=float, default=0.15, help="harmonic prior: sigma_b in nm")
+    ap.add_argument("--bond-edges", action="store_true", help="the bond graph as EGNN edge features")
     ap.add_argument("--save", default=None, help="write the trained field here (molsample.nets.save_model)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,7 +67,7 @@ def main() -> None:
     x = torch.as_tensor(data.samples, dtype=torch.float32)
     base = base_distribution(system)
     torch.manual_seed(0)
-    field = build_net(default_net_spec(system))
+    field = build_net(default_net_spec(system, bond_edges=args.bond_edges))
     fm = FlowMatchingConfig(steps=args.steps, batch_size=args.batch_size, ema_decay=args.ema,
                             lr_schedule=args.lr_schedule, seed=0)
     t0, c0 = time.perf_counter(), time.process_time()

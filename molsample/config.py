@@ -25,11 +25,13 @@ PRESETS = tuple(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
 
 @dataclasses.dataclass
 class NetConfig:
-    """Velocity network: ``name`` egnn | mlp | affine (None: egnn for particles, mlp for toys)."""
+    """Velocity network: ``name`` egnn | mlp | affine | e3nn (None: egnn for particles, mlp for toys);
+    ``bond_edges``: the EGNN sees a molecule's bond graph as edge features."""
 
     name: str | None = None
     hidden: int = 64
     n_layers: int = 4
+    bond_edges: bool = False
 
 
 @dataclasses.dataclass

@@ -25,8 +25,8 @@ import torch.distributed as dist
 
 from molsample.errors import DistributedError
 
-__all__ = ["World", "collective", "current_world", "ddp", "init_world", "launched_by_torchrun", "secondary_rank", "shutdown_world",
-           "timeout_s"]
+__all__ = ["World", "collective", "current_world", "ddp", "init_world", "launched_by_torchrun", "secondary_rank",
+           "shutdown_world", "timeout_s"]
 
 #: seconds a collective waits for the other ranks before it fails (env MOLSAMPLE_DIST_TIMEOUT)
 DEFAULT_TIMEOUT_S = 1800.0
@@ -98,7 +98,7 @@ class World:
         """Concatenate every rank's ``t`` (shards of any length along dim 0) in rank order; on all ranks."""
         if not self.distributed:
             return t
-        comm = _comm_device(self.backend, t)
+        comm = _comm_device(self.backend)
         with collective(self, f"gathering {what}"):
             local = t.detach().to(comm).contiguous()
             n = torch.tensor([local.shape[0]], dtype=torch.int64, device=comm)
@@ -135,7 +135,8 @@ def current_world() -> World:
     return _WORLD
 
 
-def _comm_device(backend: str, t: torch.Tensor | None = None) -> torch.device:
+def _comm_device(backend: str) -> torch.device:
+    """Where the backend's collectives take their tensors (nccl: this rank's GPU; gloo: the CPU)."""
     if backend == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")

@@ -86,7 +86,8 @@ def test_nproc_is_stripped_from_the_processes_command_line():
 
 
 # ---------------------------------------------------------------------------------- multi-process runs
-def _molsample(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def _molsample(args: list[str], cwd: Path, env: dict | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if env is None or key not in env:
@@ -192,6 +193,11 @@ def test_reference_chains_shared_by_two_processes_are_those_of_one(tmp_path):
         assert res.returncode == 0, res.stderr[-3000:]
     with h5py.File(tmp_path / "one.h5", "r") as a, h5py.File(tmp_path / "two.h5", "r") as b:
         np.testing.assert_allclose(b["coordinates"][()], a["coordinates"][()], rtol=0, atol=1e-12)
-    res = _molsample(["reference", "--system", "ring2d", "--n", "10", "--method", "exact", "--out", "x.h5",
-                      "--nproc", "2"], tmp_path)
-    assert res.returncode != 0 and "run it with one process" in res.stderr
+
+
+def test_one_trajectory_references_refuse_to_be_split():
+    from molsample.sampling.reference import generate_reference
+    from molsample.systems import load_system
+
+    with pytest.raises(DistributedError, match="run it with one process"):
+        generate_reference(load_system("ring2d"), 10, method="exact", world=World(rank=0, world_size=2))

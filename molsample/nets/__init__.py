@@ -67,13 +67,18 @@ def build_net(spec: dict) -> nn.Module:
 
 
 def default_net_spec(system: Any, name: str | None = None, *, hidden: int | None = None,
-                     n_layers: int | None = None) -> dict:
+                     n_layers: int | None = None, bond_edges: bool = False) -> dict:
     """The spec of the velocity net for ``system``.
 
     ``name`` None picks an EGNN (hidden 64, 4 layers) for particle systems (n_particles > 1) and the
     tutorial MLP for toys; another name gets that net's defaults. For molecules (a topology with
     bonds) the EGNN and e3nn nets get one atom type per atom, since a molecule's atoms are not
-    interchangeable. The system's ``length_scale`` ≠ 1 goes into the spec (see :mod:`molsample.nets.scaled`).
+    interchangeable. With ``bond_edges`` the EGNN also gets the molecule's bonds as edge features
+    (:class:`~molsample.nets.egnn.EGNN`). The system's ``length_scale`` ≠ 1 goes into the spec (see
+    :mod:`molsample.nets.scaled`).
+
+    Raises:
+        ConfigError: ``bond_edges`` for a net other than egnn, or a system without bonds.
     """
     n, d = system.event_shape
     if n > 1:
@@ -91,6 +96,14 @@ def default_net_spec(system: Any, name: str | None = None, *, hidden: int | None
         from molsample.topology import atom_types_from_topology
 
         spec["atom_types"] = atom_types_from_topology(topology, by="index")
+    if bond_edges:
+        if spec["name"] != "egnn" or topology is None or topology.n_bonds == 0:
+            from molsample.errors import ConfigError
+
+            raise ConfigError(f"net.bond_edges needs the egnn net and a molecule with bonds; {system.name} has "
+                              f"net {spec['name']!r} and {0 if topology is None else topology.n_bonds} bonds: "
+                              "set bond_edges = false")
+        spec["bonds"] = [[int(b[0].index), int(b[1].index)] for b in topology.bonds]
     length_scale = float(getattr(system, "length_scale", 1.0))
     if length_scale != 1.0:
         spec["length_scale"] = length_scale

@@ -3,12 +3,15 @@ r"""E(n)-equivariant graph network (EGNN) velocity field for particle systems.
 One layer, for particles i ≠ j on the fully connected graph (Satorras et al. 2021, with the
 time t as node feature as in equivariant flow matching for Lennard-Jones clusters):
 
-    s_ij  = SiLU(A h_i + B h_j + c · d_ij² + e)                         edge features (H)
+    s_ij  = SiLU(A h_i + B h_j + c · d_ij² + e [+ g_ij])                  edge features (H)
     h_i  ← h_i + W_o SiLU(P h_i + Q · mean_{j≠i} s_ij + p)                node update
     ψ_ij  = w · SiLU(W_c s_ij + b_c) + b,    φ_ij = R · tanh(ψ_ij / R)     coordinate weight
     x_i  ← x_i + mean_{j≠i} (x_i − x_j) · φ_ij / (√(d_ij² + ε) + 1)
 
 and the velocity is the total displacement x_L − x_0 projected to zero mean over particles.
+For molecules, g_ij is a learned embedding (per layer) of the bond-graph separation of atoms i
+and j (bonded, two bonds apart, three bonds apart, further), so that every layer knows which
+pairs are bonded; it depends on neither x nor h, so the divergence code is unchanged.
 It is E(dim)-equivariant (rotations and reflections), permutation-equivariant and
 translation-invariant.
 
@@ -40,7 +43,32 @@ from molsample.errors import ConfigError, ShapeError
 from molsample.nets.common import batch_time, fourier_features
 from molsample.nets.egnn_edge import _edge_block_values, _EdgeBlock, _silu_prime
 
-__all__ = ["EGNN", "EGNNLayer"]
+__all__ = ["BOND_SEPARATIONS", "EGNN", "EGNNLayer", "bond_separation"]
+
+#: bond-graph separations told apart by the EGNN's edge embedding: 1, 2, …, this many bonds (0: further)
+BOND_SEPARATIONS = 3
+
+
+def bond_separation(n: int, bonds: list[tuple[int, int]], max_sep: int = BOND_SEPARATIONS) -> Tensor:
+    """``(n, n)`` long: the number of bonds between atoms i and j when it is 1…``max_sep``, else 0
+    (also on the diagonal and between unconnected atoms).
+
+    Raises:
+        ConfigError: a bond with an atom index outside 0…n−1 or an atom bonded to itself.
+    """
+    adj = torch.zeros(n, n, dtype=torch.bool)
+    for i, j in bonds:
+        if not (0 <= i < n and 0 <= j < n) or i == j:
+            raise ConfigError(f"bond ({i}, {j}) is not a pair of two different atoms among 0..{n - 1}")
+        adj[i, j] = adj[j, i] = True
+    sep = torch.zeros(n, n, dtype=torch.long)
+    reach = torch.eye(n, dtype=torch.bool)
+    frontier = torch.eye(n, dtype=torch.bool)
+    for k in range(1, max_sep + 1):
+        frontier = ((frontier.float() @ adj.float()) > 0) & ~reach
+        sep[frontier] = k
+        reach |= frontier
+    return sep
 
 
 class EGNNLayer(nn.Module):
@@ -77,15 +105,19 @@ class EGNNLayer(nn.Module):
             self.node_out = nn.Linear(H, H)
 
     # ------------------------------------------------------------------ primal
-    def forward(self, x: Tensor, h: Tensor, cache: dict | None = None) -> tuple[Tensor, Tensor]:
-        """Update ``x: (batch, n, dim)`` and ``h: (batch, n, H)``; fills ``cache`` for :meth:`tangent`."""
+    def forward(self, x: Tensor, h: Tensor, cache: dict | None = None,
+                edge_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Update ``x: (batch, n, dim)`` and ``h: (batch, n, H)``; fills ``cache`` for :meth:`tangent`.
+
+        ``edge_bias``: ``(n, n, H)`` added to every edge's pre-activation (the bond-graph embedding).
+        """
         n = x.shape[1]
         r = x[:, :, None, :] - x[:, None, :, :]
         d2 = (r * r).sum(-1)  # (B, n, n), exactly 0 on the diagonal
         a = self.edge_a(h)
         b = self.edge_b(h)
         args = (a, b, d2, self.edge_d, self.coord_in.weight, self.coord_in.bias, self.coord_out.weight[0],
-                self.coord_out.bias)
+                self.coord_out.bias) + (() if edge_bias is None else (edge_bias,))
         if cache is None:
             psi, s_sum = _EdgeBlock.apply(*args)[:2]
         else:
@@ -273,6 +305,9 @@ class EGNN(nn.Module):
             only among particles of the same type — needed for molecules, whose atoms are not
             interchangeable (``molsample.topology.atom_types_from_topology``). ``None``:
             all particles alike (Lennard-Jones, DW-4).
+        bonds: optional bond list ``[(i, j), ...]`` of a molecule. Each layer then adds a learned
+            embedding of the bond-graph separation of i and j (1, 2, 3 or more bonds; initialised
+            to zero) to the edge features.
 
     ``forward(t, x)`` takes ``t`` as a float, 0-d or ``(batch,)`` tensor and ``x: (batch, n, dim)``
     and returns the velocity ``(batch, n, dim)`` with zero mean over particles.
@@ -282,7 +317,8 @@ class EGNN(nn.Module):
     div_max_elements: int = 2**25
 
     def __init__(self, n_particles: int, dim: int = 3, hidden: int = 64, n_layers: int = 4, n_freqs: int = 4,
-                 coords_range: float | None = 15.0, eps: float = 1e-6, atom_types: list[int] | None = None) -> None:
+                 coords_range: float | None = 15.0, eps: float = 1e-6, atom_types: list[int] | None = None,
+                 bonds: list[tuple[int, int]] | None = None) -> None:
         super().__init__()
         if n_particles < 2:
             raise ConfigError(f"EGNN needs n_particles >= 2, got {n_particles}; use the 'mlp' net for toys")
@@ -310,6 +346,18 @@ class EGNN(nn.Module):
             EGNNLayer(self.hidden, update_h=k < n_layers - 1, coords_range=coords_range, eps=eps)
             for k in range(n_layers)
         )
+        self.bond_embed: nn.ModuleList | None = None
+        if bonds is not None:
+            pairs = [(int(i), int(j)) for i, j in bonds]
+            self.spec["bonds"] = [list(p) for p in pairs]
+            self.register_buffer("edge_types", bond_separation(self.n_particles, pairs), persistent=False)
+            self.bond_embed = nn.ModuleList(nn.Embedding(BOND_SEPARATIONS + 1, self.hidden) for _ in range(n_layers))
+            for emb in self.bond_embed:
+                nn.init.zeros_(emb.weight)
+
+    def _edge_bias(self, k: int) -> Tensor | None:
+        """Layer ``k``'s bond-graph edge bias ``(n, n, H)``, or None without bonds."""
+        return None if self.bond_embed is None else self.bond_embed[k](self.edge_types)
 
     def _check(self, x: Tensor) -> None:
         if x.dim() != 3 or tuple(x.shape[1:]) != (self.n_particles, self.dim):
@@ -330,8 +378,8 @@ class EGNN(nn.Module):
         self._check(x)
         h = self._h0(t, x)
         y = x
-        for layer in self.layers:
-            y, h = layer(y, h)
+        for k, layer in enumerate(self.layers):
+            y, h = layer(y, h, edge_bias=self._edge_bias(k))
         v = y - x
         return v - v.mean(dim=1, keepdim=True)
 
@@ -392,7 +440,7 @@ class EGNN(nn.Module):
         y, dy, dh = x, dx0, None
         for k, layer in enumerate(self.layers):
             cache: dict = {}
-            y_new, h = layer(y, h, cache)
+            y_new, h = layer(y, h, cache, edge_bias=self._edge_bias(k))
             if k == 0:
                 cache["onehot"] = (ks, bs)
             dy, dh = layer.tangent(cache, dy, dh)

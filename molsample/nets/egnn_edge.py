@@ -4,8 +4,9 @@ never materialise per-edge H×H Jacobians.
 
 Given per-node projections a_i = A h_i, b_j = B h_j, squared distances d_ij² and the layer's
 weights, it returns the coordinate weights ψ_ij and the neighbour sums Σ_{j≠i} s_ij of the edge
-features s_ij = SiLU(a_i + b_j + c·d_ij² + e) (see the module docstring of
-:mod:`molsample.nets.egnn`).
+features s_ij = SiLU(a_i + b_j + c·d_ij² + e + g_ij) (see the module docstring of
+:mod:`molsample.nets.egnn`); g_ij is an optional per-edge bias (the bond-graph embedding of a
+molecule), the same for every sample of the batch.
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ def _silu_prime(z: Tensor, scale: Tensor | None = None) -> Tensor:
 
 
 def _edge_block_values(a: Tensor, b: Tensor, d2: Tensor, c: Tensor, wc: Tensor, bc: Tensor, w: Tensor,
-                       bo: Tensor) -> tuple[Tensor, ...]:
+                       bo: Tensor, g: Tensor | None = None) -> tuple[Tensor, ...]:
     """The per-edge part of a layer: ``(pre, s, q, z, psi, s_sum)``.
 
-    pre_ij = a_i + b_j + c·d²_ij, s = SiLU(pre), q = W_c s + b_c, z = SiLU(q), ψ = w·z + b_o,
-    s_sum_i = Σ_{j≠i} s_ij. Shapes: a, b (B, n, H); d2 (B, n, n); pre, s, q, z (B, n, n, H);
-    psi (B, n, n); s_sum (B, n, H).
+    pre_ij = a_i + b_j + c·d²_ij (+ g_ij), s = SiLU(pre), q = W_c s + b_c, z = SiLU(q), ψ = w·z + b_o,
+    s_sum_i = Σ_{j≠i} s_ij. Shapes: a, b (B, n, H); d2 (B, n, n); g (n, n, H) or None;
+    pre, s, q, z (B, n, n, H); psi (B, n, n); s_sum (B, n, H).
     """
     B, n, H = a.shape[0], a.shape[1], a.shape[-1]
-    pre = torch.addcmul(a[:, :, None, :] + b[:, None, :, :], d2[..., None], c)
+    ab = a[:, :, None, :] + b[:, None, :, :]
+    if g is not None:
+        ab = ab + g
+    pre = torch.addcmul(ab, d2[..., None], c)
     s = F.silu(pre)
     q = torch.addmm(bc, s.reshape(-1, H), wc.t()).view(B, n, n, H)
     z = F.silu(q)
@@ -55,13 +59,13 @@ class _EdgeBlock(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(a, b, d2, c, wc, bc, w, bo):  # type: ignore[override]
-        pre, s, q, z, psi, s_sum = _edge_block_values(a, b, d2, c, wc, bc, w, bo)
+    def forward(a, b, d2, c, wc, bc, w, bo, g=None):  # type: ignore[override]
+        pre, s, q, z, psi, s_sum = _edge_block_values(a, b, d2, c, wc, bc, w, bo, g)
         return psi, s_sum, pre, s, q, z
 
     @staticmethod
     def setup_context(ctx, inputs, output):  # type: ignore[override]
-        _, _, d2, c, wc, _, w, _ = inputs
+        _, _, d2, c, wc, _, w, _ = inputs[:8]
         _, _, pre, s, q, z = output
         ctx.mark_non_differentiable(pre, s, q, z)
         ctx.set_materialize_grads(False)  # no zero-filled edge-sized gradients for the saved outputs
@@ -89,20 +93,25 @@ class _EdgeBlock(torch.autograd.Function):
             # s_sum_i = Σ_{j≠i} s_ij: its gradient reaches every edge but the self edges (out of place for vmap)
             off = (1.0 - torch.eye(n, dtype=pre.dtype, device=pre.device))[:, :, None]
             g_s = g_sum[:, :, None, :] * off if g_s is None else torch.addcmul(g_s, g_sum[:, :, None, :], off)
+        extra = (None,) * (len(need) - 8)  # the gradient of the edge bias g, when given
         if g_s is None:
-            return (None,) * 8
+            return (None,) * 8 + extra
         g_pre = torch.ops.aten.silu_backward(g_s, pre)
         g_a = g_pre.sum(2) if need[0] else None
         g_b = g_pre.sum(1) if need[1] else None
         g_flat = g_pre.view(E, H)
         g_d2 = torch.mv(g_flat, c).view(B, n, n) if need[2] else None
         g_c = torch.mv(g_flat.t(), d2.reshape(E)) if need[3] else None
-        return g_a, g_b, g_d2, g_c, g_wc, g_bc, g_w, g_bo
+        if extra and need[8]:
+            extra = (g_pre.sum(0),)
+        return (g_a, g_b, g_d2, g_c, g_wc, g_bc, g_w, g_bo) + extra
 
     @staticmethod
-    def jvp(ctx, t_a, t_b, t_d2, t_c, t_wc, t_bc, t_w, t_bo):  # type: ignore[override]
+    def jvp(ctx, t_a, t_b, t_d2, t_c, t_wc, t_bc, t_w, t_bo, t_g=None):  # type: ignore[override]
         pre, s, q, z, d2, c, wc, w = ctx.saved_tensors
         d_pre = torch.zeros_like(pre)
+        if t_g is not None:
+            d_pre = d_pre + t_g
         if t_a is not None:
             d_pre = d_pre + t_a[:, :, None, :]
         if t_b is not None:

@@ -25,7 +25,8 @@ __all__ = ["net_spec", "pretrain_field", "pretrain_stage"]
 
 def net_spec(cfg, system) -> dict:
     """The network spec from the config (``net.name`` None picks the system's default)."""
-    return default_net_spec(system, cfg.net.name, hidden=cfg.net.hidden, n_layers=cfg.net.n_layers)
+    return default_net_spec(system, cfg.net.name, hidden=cfg.net.hidden, n_layers=cfg.net.n_layers,
+                            bond_edges=cfg.net.bond_edges)
 
 
 def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: FlowMatchingConfig, out: Path, *,

@@ -51,8 +51,8 @@ def test_output_has_zero_mean_and_shape(generator):
 class _BrokenRotation(EGNNLayer):
     """Adds c·|x_i − x̄|² along a fixed direction c: translation/permutation fine, rotations broken."""
 
-    def forward(self, x, h, cache=None):
-        x_new, h = super().forward(x, h, cache)
+    def forward(self, x, h, cache=None, edge_bias=None):
+        x_new, h = super().forward(x, h, cache, edge_bias)
         c = torch.zeros(x.shape[-1], dtype=x.dtype)
         c[0] = 0.5
         r2 = ((x - x.mean(1, keepdim=True)) ** 2).sum(-1, keepdim=True)
@@ -62,8 +62,8 @@ class _BrokenRotation(EGNNLayer):
 class _BrokenPermutation(EGNNLayer):
     """Adds a displacement that depends on the particle index: permutations (and rotations) broken."""
 
-    def forward(self, x, h, cache=None):
-        x_new, h = super().forward(x, h, cache)
+    def forward(self, x, h, cache=None, edge_bias=None):
+        x_new, h = super().forward(x, h, cache, edge_bias)
         w = torch.arange(x.shape[1], dtype=x.dtype)[None, :, None]
         return x_new + 0.1 * w * (x - x.mean(1, keepdim=True)), h
 
@@ -144,13 +144,15 @@ def test_errors():
         EGNN(4)(0.5, torch.zeros(2, 5, 3))
 
 
-def test_edge_block_derivatives_match_finite_differences():
-    """The hand-written backward and forward-mode rules of the edge block (float64 gradcheck)."""
+@pytest.mark.parametrize("edge_bias", [False, True], ids=["plain", "edge-bias"])
+def test_edge_block_derivatives_match_finite_differences(edge_bias):
+    """The hand-written backward and forward-mode rules of the edge block (float64 gradcheck),
+    with and without the per-edge bias of the bond graph."""
     from molsample.nets.egnn import _EdgeBlock
 
     g = torch.Generator().manual_seed(0)
     b, n, h = 2, 4, 5
-    shapes = [(b, n, h), (b, n, h), (b, n, n), (h,), (h, h), (h,), (h,), (1,)]
+    shapes = [(b, n, h), (b, n, h), (b, n, n), (h,), (h, h), (h,), (h,), (1,)] + ([(n, n, h)] if edge_bias else [])
     args = [torch.randn(s, generator=g, dtype=torch.float64).requires_grad_(True) for s in shapes]
     args[2] = (args[2].detach().abs() * 3).requires_grad_(True)  # squared distances
 
@@ -233,3 +235,54 @@ def test_atom_types_break_permutation_symmetry_only_across_types():
     torch.testing.assert_close(div, tr, atol=1e-9, rtol=1e-9)
     rebuilt = build_net(net.spec)
     assert rebuilt.spec["atom_types"] == types
+
+
+def test_bond_separation_counts_bonds_along_the_graph():
+    from molsample.nets.egnn import bond_separation
+
+    sep = bond_separation(6, [(0, 1), (1, 2), (2, 3), (3, 4)])  # a chain 0-1-2-3-4 and a lone atom 5
+    assert sep[0].tolist() == [0, 1, 2, 3, 0, 0] and sep[2].tolist() == [2, 1, 0, 1, 2, 0]
+    assert torch.equal(sep, sep.T) and sep[5].abs().sum() == 0
+    ring = bond_separation(4, [(0, 1), (1, 2), (2, 3), (3, 0)])
+    assert ring[0].tolist() == [0, 1, 2, 1]  # the shortest way round
+    with pytest.raises(ConfigError, match="two different atoms"):
+        bond_separation(3, [(0, 3)])
+
+
+def test_bond_edges_keep_the_symmetries_the_divergence_and_the_spec():
+    """Bond-graph edge features: still E(3)-equivariant, equivariant under permutations that map the
+    bond graph (and the atom types) onto itself, not under others; exact divergence; spec round trip;
+    zero-initialised, so a fresh net equals the net without them."""
+    torch.manual_seed(0)
+    bonds = [(0, 1), (1, 2), (2, 3), (3, 4)]
+    net = EGNN(5, 3, hidden=12, n_layers=3, bonds=bonds).double()
+    plain = EGNN(5, 3, hidden=12, n_layers=3).double()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("bond_embed")})
+    x = torch.randn(4, 5, 3, dtype=torch.float64)
+    t = torch.rand(4, dtype=torch.float64)
+    torch.testing.assert_close(net(t, x), plain(t, x))
+    for layer in net.layers:
+        torch.nn.init.normal_(layer.coord_out.weight, std=0.5)
+    for emb in net.bond_embed:
+        torch.nn.init.normal_(emb.weight)
+    f = lambda y: net(t, y)  # noqa: E731
+    assert_equivariant(f, x, permutations=False)
+    mirror = [4, 3, 2, 1, 0]  # maps the chain onto itself
+    torch.testing.assert_close(f(x[:, mirror]), f(x)[:, mirror])
+    other = [1, 0, 2, 3, 4]  # does not
+    assert (f(x[:, other]) - f(x)[:, other]).abs().max() > 1e-3 * f(x).abs().max()
+    v, div = net.velocity_and_divergence(t, x)
+    torch.testing.assert_close(v, f(x))
+    torch.testing.assert_close(div, autograd_divergence(net, t, x), atol=1e-10, rtol=1e-10)
+    rebuilt = build_net(net.spec)
+    assert rebuilt.spec["bonds"] == [list(b) for b in bonds]
+
+
+def test_bond_edges_come_from_the_topology_and_need_the_egnn():
+    aldp = load_system("aldp")
+    spec = default_net_spec(aldp, None, bond_edges=True)
+    assert len(spec["bonds"]) == aldp.topology.n_bonds == 21
+    with pytest.raises(ConfigError, match="bond_edges"):
+        default_net_spec(load_system("lj13"), None, bond_edges=True)
+    with pytest.raises(ConfigError, match="bond_edges"):
+        default_net_spec(aldp, "e3nn", bond_edges=True)
