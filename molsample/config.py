@@ -38,7 +38,7 @@ class NetConfig:
 class DataConfig:
     """Samples of the a = 0 distribution used for pretraining.
 
-    ``n`` samples from the reference sampler (``method`` auto | mala | pt | md | exact) at the
+    ``n`` samples from the reference sampler (``method`` auto | mala | pt | md | remd | exact) at the
     a = 0 temperature; ``steps`` and ``burn_in`` are MCMC/MD steps per chain (0: sampler default).
     """
 

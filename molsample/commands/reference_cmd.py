@@ -11,6 +11,7 @@ import click
 
 from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.errors import ConfigError
+from molsample.sampling.reference_settings import METHODS
 
 
 def _parse_value(text: str) -> Any:
@@ -38,9 +39,10 @@ def _format(v: Any) -> str:
 @click.option("--system", "system_name", required=True, help="System name (e.g. lj13) or card path.")
 @click.option("--n", "n", type=int, required=True, help="Number of reference samples.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output run file (.h5).")
-@click.option("--method", type=click.Choice(["auto", "exact", "mala", "pt", "md"]), default="auto", show_default=True,
+@click.option("--method", type=click.Choice(list(METHODS)), default="auto", show_default=True,
               help="auto: the exact sampler when the system has one, MD for OpenMM systems, parallel tempering for the "
-                   "double well, else MALA (Lennard-Jones included).")
+                   "double well, else MALA (Lennard-Jones included); remd: replica-exchange MD (OpenMM systems: "
+                   "every basin, e.g. alanine dipeptide's C7ax/αL).")
 @click.option("--temperature", "temperature", type=float, default=None,
               help="Temperature in kelvin (systems with kJ/mol energies).")
 @click.option("--kT", "kT", type=float, default=None, help="kT in the system's energy unit (default: the card's).")
@@ -49,7 +51,8 @@ def _format(v: Any) -> str:
 @click.option("--burn-in", "burn_in", type=int, default=None,
               help="MCMC burn-in steps (step size adapted during them) / MD equilibration steps.")
 @click.option("--thin", "--steps", "thin", type=int, default=None,
-              help="Steps between kept samples: MCMC steps per chain / MD steps per frame.")
+              help="Steps between kept samples: MCMC steps per chain / MD steps per frame / REMD exchanges "
+                   "per frame.")
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE",
               help="Any other sampler setting, e.g. --set n_temps=12 --set kT_max_factor=4 (repeatable).")
 @nproc_option
@@ -87,13 +90,14 @@ def reference(system_name: str, n: int, out: str, method: str, temperature: floa
         raise ConfigError(f"--n must be a positive number of samples, got {n}")
     resolved = resolve_method(system, method, kT)
     settings: dict[str, Any] = {}
-    if resolved == "md":
+    if resolved in ("md", "remd"):
         if chains is not None:
-            raise ConfigError("--chains applies to MCMC methods; MD runs one trajectory (drop --chains)")
+            raise ConfigError(f"--chains applies to MCMC methods; {resolved} runs one trajectory per temperature "
+                              "(drop --chains; --set n_replicas=K sets REMD's ladder)")
         if burn_in is not None:
             settings["equilibration_steps"] = burn_in
         if thin is not None:
-            settings["steps_per_frame"] = thin
+            settings["steps_per_frame" if resolved == "md" else "exchanges_per_frame"] = thin
     elif resolved == "exact":
         if any(v is not None for v in (chains, burn_in, thin)):
             raise ConfigError("--chains/--burn-in/--thin do not apply to the exact sampler; drop them or pick --method mala")

@@ -9,7 +9,7 @@ from typing import Any
 from molsample.errors import ConfigError
 
 #: Reference methods; ``"auto"`` picks one per system (see :func:`resolve_method`).
-METHODS = ("auto", "exact", "mala", "pt", "md")
+METHODS = ("auto", "exact", "mala", "pt", "md", "remd")
 
 
 def _is_openmm(system: Any) -> bool:
@@ -43,8 +43,9 @@ def resolve_method(system: Any, method: str = "auto", kT: float | None = None) -
                 f"the exact sampler of {system.name} draws at the card's kT = {system.kT:g}, not kT = {kT:g}; "
                 "use --method mala or pt for another temperature"
             )
-    if method == "md" and not _is_openmm(system):
-        raise ConfigError(f"--method md needs an OpenMM system with a structure; {system.name} is not one. Use mala or pt")
+    if method in ("md", "remd") and not _is_openmm(system):
+        raise ConfigError(f"--method {method} needs an OpenMM system with a structure; {system.name} is not one. "
+                          "Use mala or pt")
     return method
 
 
@@ -57,6 +58,10 @@ def default_settings(system: Any, method: str, n: int) -> dict[str, Any]:
     """The default settings of ``method`` for ``system`` (every key a user may override)."""
     if method == "exact":
         return {}
+    if method == "remd":
+        from molsample.sampling.remd import REMD_DEFAULTS
+
+        return dict(REMD_DEFAULTS)
     if method == "md":
         return {
             "steps_per_frame": 500,
@@ -86,6 +91,7 @@ def default_settings(system: Any, method: str, n: int) -> dict[str, Any]:
 #: Method-independent spellings → the method's own key.
 _ALIASES = {
     "md": {"burn_in": "equilibration_steps", "thin": "steps_per_frame", "steps": "steps_per_frame"},
+    "remd": {"burn_in": "equilibration_steps", "thin": "exchanges_per_frame", "steps": "exchanges_per_frame"},
     "mala": {"steps": "thin", "equilibration_steps": "burn_in"},
     "pt": {"steps": "thin", "equilibration_steps": "burn_in"},
 }
@@ -104,6 +110,8 @@ def _resolve_settings(system: Any, method: str, n: int, settings: dict[str, Any]
         else:
             settings.pop(alias, None)
     n_steps = settings.pop("n_steps", None)
+    if n_steps is not None and method == "remd":
+        raise ConfigError("n_steps does not apply to remd; set exchanges_per_frame and steps_per_exchange")
     if n_steps is not None and method != "exact":
         if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
             raise ConfigError(f"reference setting n_steps must be a positive integer, got {n_steps!r}")
@@ -118,7 +126,8 @@ def _resolve_settings(system: Any, method: str, n: int, settings: dict[str, Any]
             f"unknown setting(s) {unknown} for reference method '{method}'; known: {', '.join(sorted(defaults)) or '(none)'}"
         )
     out = {**defaults, **{k: v for k, v in settings.items() if v is not None or k in ("step_size", "tame")}}
-    for key in ("chains", "thin", "n_temps", "steps_per_frame"):
+    for key in ("chains", "thin", "n_temps", "steps_per_frame", "n_replicas", "steps_per_exchange",
+                "exchanges_per_frame"):
         if key in out and (not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 1):
             raise ConfigError(f"reference setting {key} must be a positive integer, got {out[key]!r}")
     for key in ("burn_in", "relax_steps", "equilibration_steps"):

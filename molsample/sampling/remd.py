@@ -39,7 +39,12 @@ from molsample.io.atomic import atomic_path
 from molsample.sampling.mcmc import integrated_autocorrelation_time
 from molsample.sampling.parallel_tempering import geometric_ladder
 
-__all__ = ["REMDResult", "geometric_temperatures", "swap_log_acceptance", "run_remd", "load_or_generate_remd"]
+__all__ = ["REMDResult", "geometric_temperatures", "swap_log_acceptance", "run_remd", "remd_frames",
+           "load_or_generate_remd", "REMD_DEFAULTS"]
+
+#: default settings of the ``remd`` reference method (``molsample reference --method remd``)
+REMD_DEFAULTS: dict[str, Any] = {"t_max_K": 600.0, "n_replicas": 6, "steps_per_exchange": 500,
+                                 "exchanges_per_frame": 2, "equilibration_steps": 20_000, "platform": "Reference"}
 
 
 @dataclass
@@ -271,6 +276,37 @@ def run_remd(
                       cpu_time_s=cpu_prev + time.process_time() - cpu0)
 
 
+def remd_frames(system: Any, n: int, *, kT: float, seed: int = 0, progress: bool = False,
+                checkpoint: str | os.PathLike | None = None, t_max_K: float = 600.0, n_replicas: int = 6,
+                steps_per_exchange: int = 500, exchanges_per_frame: int = 2, equilibration_steps: int = 20_000,
+                platform: str = "Reference") -> tuple[Any, Any, dict[str, Any]]:
+    """``n`` REMD frames of a molsample OpenMM ``system`` at ``kT`` (kJ/mol) and their energies.
+
+    The ladder is geometric from T = kT/k_B to ``t_max_K`` with ``n_replicas`` temperatures.
+    Returns ``(x (n, n_atoms, 3) nm, E (n,) kJ/mol, diagnostics)`` as float64 tensors; the
+    diagnostics are those of the other references (``tau_int``, ``n_effective``,
+    ``n_energy_evals`` = integrator steps of all replicas, ``wall_time_s``) plus ``swap_rates``,
+    ``kT_ladder``, ``round_trips`` and ``cpu_time_s``.
+    """
+    import torch
+
+    omm = getattr(system.energy, "system", None)
+    pos = getattr(system.energy, "positions", None)
+    if omm is None or pos is None:
+        raise ConfigError(f"REMD needs an OpenMM system with positions; system {system.name!r} has none")
+    t_min = float(kT) / units.KB_KJ_PER_MOL_K
+    if not float(t_max_K) > t_min and int(n_replicas) > 1:
+        raise ConfigError(f"REMD's t_max_K = {t_max_K} must be above the target's {t_min:.1f} K")
+    temps = geometric_temperatures(t_min, float(t_max_K), int(n_replicas))
+    r = run_remd(omm, np.asarray(pos), temperatures_K=temps, n_frames=n, steps_per_exchange=steps_per_exchange,
+                 exchanges_per_frame=exchanges_per_frame, equilibration_steps=equilibration_steps, seed=seed,
+                 platform=platform, checkpoint=checkpoint, progress=progress)
+    diag = dict(tau_int=r.tau_int, n_effective=r.n_effective, n_energy_evals=r.n_steps, wall_time_s=r.wall_time_s,
+                cpu_time_s=r.cpu_time_s, swap_rates=r.swap_rates.tolist(),
+                kT_ladder=[units.kT(float(t)) for t in temps], round_trips=r.round_trips, acceptance=None)
+    return torch.as_tensor(r.frames), torch.as_tensor(r.energies), diag
+
+
 def load_or_generate_remd(
     system: Any,
     n: int,
@@ -296,11 +332,6 @@ def load_or_generate_remd(
     """
     from molsample.sampling import reference as ref
 
-    omm = getattr(system.energy, "system", None)
-    pos = getattr(system.energy, "positions", None)
-    if omm is None or pos is None:
-        raise ConfigError(f"REMD needs an OpenMM system with positions; system {system.name!r} has none")
-    t_min = float(system.card.get("temperature_K", 300.0))
     settings = {"t_max_K": float(t_max_K), "n_replicas": int(n_replicas), "steps_per_exchange": int(steps_per_exchange),
                 "exchanges_per_frame": int(exchanges_per_frame), "equilibration_steps": int(equilibration_steps),
                 "seed": int(seed)}
@@ -311,21 +342,14 @@ def load_or_generate_remd(
         if result.n == n:
             result.diagnostics.update(cache="hit", path=str(path))
             return result
-    temps = geometric_temperatures(t_min, float(t_max_K), int(n_replicas))
     # one checkpoint per system and settings, whatever n: an interrupted run can be finished with fewer frames
     zero = ref.reference_cache_path(system, system.kT, "remd", 0, settings, cache_dir)  # <name>-remd-n0-<hash>.h5
     ckpt = zero.with_name(zero.stem.replace("-remd-n0-", "-remd-", 1) + ".ckpt.npz")
-    r = run_remd(omm, np.asarray(pos), temperatures_K=temps, n_frames=n, steps_per_exchange=steps_per_exchange,
-                 exchanges_per_frame=exchanges_per_frame, equilibration_steps=equilibration_steps, seed=seed,
-                 platform="Reference", checkpoint=ckpt, progress=progress)
-    import torch
-
-    diag = dict(tau_int=r.tau_int, n_effective=r.n_effective, n_energy_evals=r.n_steps, wall_time_s=r.wall_time_s,
-                cpu_time_s=r.cpu_time_s, swap_rates=r.swap_rates.tolist(),
-                kT_ladder=[units.kT(float(t)) for t in temps], round_trips=r.round_trips, seed=seed,
-                energy_mean=float(r.energies.mean()), energy_std=float(r.energies.std()), settings=settings)
-    result = ref.ReferenceResult(samples=torch.as_tensor(r.frames), energies=torch.as_tensor(r.energies),
-                                 kT=float(system.kT), method="remd", system=system.name, diagnostics=diag)
+    x, e, diag = remd_frames(system, n, kT=float(system.kT), seed=seed, progress=progress, checkpoint=ckpt,
+                             **{k: v for k, v in settings.items() if k != "seed"})
+    diag.update(seed=seed, energy_mean=float(e.mean()), energy_std=float(e.std()), settings=settings)
+    result = ref.ReferenceResult(samples=x, energies=e, kT=float(system.kT), method="remd", system=system.name,
+                                 diagnostics=diag)
     path.parent.mkdir(parents=True, exist_ok=True)
     ref.write_reference(result, path, system)
     result.diagnostics.update(cache="miss", path=str(path))

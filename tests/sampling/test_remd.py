@@ -83,3 +83,27 @@ def test_checkpoint_resume(tmp_path) -> None:
     short = run_remd(system, pos, **{**kwargs, "n_frames": 20})
     assert np.array_equal(short.frames, full.frames[:20]) and short.n_steps == 2 * 20 * 20
     assert "frames" not in json.loads(str(data["sig"]))
+
+
+def test_remd_is_a_reference_method_of_openmm_systems(tmp_path) -> None:
+    """``method="remd"`` through the common reference API: frames at the card's kT with the usual
+    diagnostics, cached and reused; refused for systems without OpenMM."""
+    from molsample.sampling.reference import generate_reference, load_or_generate_reference
+    from molsample.systems import load_system
+
+    aldp = load_system("aldp")
+    settings = dict(n_replicas=2, t_max_K=400.0, steps_per_exchange=5, exchanges_per_frame=1,
+                    equilibration_steps=10)
+    ref = load_or_generate_reference(aldp, 8, method="remd", cache_dir=tmp_path, progress=False, **settings)
+    assert ref.method == "remd" and tuple(ref.samples.shape) == (8, 22, 3) and ref.diagnostics["cache"] == "miss"
+    d = ref.diagnostics
+    assert len(d["swap_rates"]) == 1 and d["kT_ladder"][0] == pytest.approx(aldp.kT)
+    assert d["n_energy_evals"] == 2 * (10 + 8 * 5)
+    e = aldp.energy.energy(ref.samples).detach().double()
+    np.testing.assert_allclose(e.numpy(), ref.energies.numpy(), rtol=1e-4, atol=1e-2)
+    again = load_or_generate_reference(aldp, 8, method="remd", cache_dir=tmp_path, progress=False, **settings)
+    assert again.diagnostics["cache"] == "hit"
+    with pytest.raises(ConfigError, match="needs an OpenMM system"):
+        generate_reference(load_system("lj13"), 4, method="remd")
+    with pytest.raises(ConfigError, match="must be above"):
+        generate_reference(aldp, 4, method="remd", t_max_K=200.0)
