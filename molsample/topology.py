@@ -1,9 +1,11 @@
 """Topologies: pseudo-atom topologies for systems without a structure file (Lennard-Jones), and
-atom types of a topology for the velocity nets."""
+atom types and bond-graph separations of a topology for the velocity nets."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import torch
 
 from molsample.errors import ConfigError
 
@@ -51,3 +53,29 @@ def atom_types_from_topology(topology: mdtraj.Topology, by: str = "element") -> 
         sym = a.element.symbol if a.element is not None else a.name
         out.append(seen.setdefault(sym, len(seen)))
     return out
+
+
+#: bond-graph separations told apart by the EGNN's edge embedding: 1, 2, …, this many bonds (0: further)
+BOND_SEPARATIONS = 3
+
+
+def bond_separation(n: int, bonds: list[tuple[int, int]], max_sep: int = BOND_SEPARATIONS) -> torch.Tensor:
+    """``(n, n)`` long: the number of bonds between atoms i and j when it is 1…``max_sep``, else 0
+    (also on the diagonal and between unconnected atoms).
+
+    Raises:
+        ConfigError: a bond with an atom index outside 0…n−1 or an atom bonded to itself.
+    """
+    adj = torch.zeros(n, n, dtype=torch.bool)
+    for i, j in bonds:
+        if not (0 <= i < n and 0 <= j < n) or i == j:
+            raise ConfigError(f"bond ({i}, {j}) is not a pair of two different atoms among 0..{n - 1}")
+        adj[i, j] = adj[j, i] = True
+    sep = torch.zeros(n, n, dtype=torch.long)
+    reach = torch.eye(n, dtype=torch.bool)
+    frontier = torch.eye(n, dtype=torch.bool)
+    for k in range(1, max_sep + 1):
+        frontier = ((frontier.float() @ adj.float()) > 0) & ~reach
+        sep[frontier] = k
+        reach |= frontier
+    return sep

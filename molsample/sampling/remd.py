@@ -276,15 +276,21 @@ def run_remd(
                       cpu_time_s=cpu_prev + time.process_time() - cpu0)
 
 
+def _remd_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """:data:`REMD_DEFAULTS` overridden by ``settings``; :class:`ConfigError` for an unknown key."""
+    unknown = sorted(set(settings) - set(REMD_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown REMD setting(s) {unknown}; known: {', '.join(REMD_DEFAULTS)}")
+    return {**REMD_DEFAULTS, **settings}
+
+
 def remd_frames(system: Any, n: int, *, kT: float, seed: int = 0, progress: bool = False,
-                checkpoint: str | os.PathLike | None = None, t_max_K: float = 600.0, n_replicas: int = 6,
-                steps_per_exchange: int = 500, exchanges_per_frame: int = 2, equilibration_steps: int = 20_000,
-                platform: str = "Reference") -> tuple[Any, Any, dict[str, Any]]:
+                checkpoint: str | os.PathLike | None = None, **settings: Any) -> tuple[Any, Any, dict[str, Any]]:
     """``n`` REMD frames of a molsample OpenMM ``system`` at ``kT`` (kJ/mol) and their energies.
 
-    The ladder is geometric from T = kT/k_B to ``t_max_K`` with ``n_replicas`` temperatures.
-    Returns ``(x (n, n_atoms, 3) nm, E (n,) kJ/mol, diagnostics)`` as float64 tensors; the
-    diagnostics are those of the other references (``tau_int``, ``n_effective``,
+    ``settings`` override :data:`REMD_DEFAULTS`. The ladder is geometric from T = kT/k_B to
+    ``t_max_K`` with ``n_replicas`` temperatures. Returns ``(x (n, n_atoms, 3) nm, E (n,) kJ/mol,
+    diagnostics)`` as float64 tensors; the diagnostics are those of the other references (``tau_int``, ``n_effective``,
     ``n_energy_evals`` = integrator steps of all replicas, ``wall_time_s``) plus ``swap_rates``,
     ``kT_ladder``, ``round_trips`` and ``cpu_time_s``.
     """
@@ -294,13 +300,15 @@ def remd_frames(system: Any, n: int, *, kT: float, seed: int = 0, progress: bool
     pos = getattr(system.energy, "positions", None)
     if omm is None or pos is None:
         raise ConfigError(f"REMD needs an OpenMM system with positions; system {system.name!r} has none")
-    t_min = float(kT) / units.KB_KJ_PER_MOL_K
-    if not float(t_max_K) > t_min and int(n_replicas) > 1:
-        raise ConfigError(f"REMD's t_max_K = {t_max_K} must be above the target's {t_min:.1f} K")
-    temps = geometric_temperatures(t_min, float(t_max_K), int(n_replicas))
-    r = run_remd(omm, np.asarray(pos), temperatures_K=temps, n_frames=n, steps_per_exchange=steps_per_exchange,
-                 exchanges_per_frame=exchanges_per_frame, equilibration_steps=equilibration_steps, seed=seed,
-                 platform=platform, checkpoint=checkpoint, progress=progress)
+    cfg = _remd_settings(settings)
+    t_min, t_max = float(kT) / units.KB_KJ_PER_MOL_K, float(cfg["t_max_K"])
+    if not t_max > t_min and int(cfg["n_replicas"]) > 1:
+        raise ConfigError(f"REMD's t_max_K = {t_max} must be above the target's {t_min:.1f} K")
+    temps = geometric_temperatures(t_min, t_max, int(cfg["n_replicas"]))
+    r = run_remd(omm, np.asarray(pos), temperatures_K=temps, n_frames=n,
+                 steps_per_exchange=cfg["steps_per_exchange"], exchanges_per_frame=cfg["exchanges_per_frame"],
+                 equilibration_steps=cfg["equilibration_steps"], seed=seed, platform=cfg["platform"],
+                 checkpoint=checkpoint, progress=progress)
     diag = dict(tau_int=r.tau_int, n_effective=r.n_effective, n_energy_evals=r.n_steps, wall_time_s=r.wall_time_s,
                 cpu_time_s=r.cpu_time_s, swap_rates=r.swap_rates.tolist(),
                 kT_ladder=[units.kT(float(t)) for t in temps], round_trips=r.round_trips, acceptance=None)
@@ -311,20 +319,17 @@ def load_or_generate_remd(
     system: Any,
     n: int,
     *,
-    t_max_K: float = 600.0,
-    n_replicas: int = 6,
-    steps_per_exchange: int = 500,
-    exchanges_per_frame: int = 2,
-    equilibration_steps: int = 20_000,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     refresh: bool = False,
     progress: bool = False,
+    **settings: Any,
 ) -> Any:
-    """REMD reference of an OpenMM system at its card temperature, cached like the other references.
+    """REMD reference of an OpenMM system at its card's kT, cached like the other references.
 
-    The ladder is geometric from the card's ``temperature_K`` to ``t_max_K`` with ``n_replicas``
-    temperatures; ``n`` frames of the lowest are kept. Returns a
+    ``settings`` override :data:`REMD_DEFAULTS` (on the Reference platform); the ladder is
+    geometric from the card's temperature to ``t_max_K`` with ``n_replicas`` temperatures; ``n``
+    frames of the lowest are kept. Returns a
     :class:`~molsample.sampling.reference.ReferenceResult` with method ``"remd"`` (samples in nm,
     energies in kJ/mol); a run cut short resumes from ``<system>-remd-<hash>.ckpt.npz`` in ``cache_dir``
     (the hash covers the settings, not ``n``: a run stopped early can be finished with the frames
@@ -332,9 +337,15 @@ def load_or_generate_remd(
     """
     from molsample.sampling import reference as ref
 
-    settings = {"t_max_K": float(t_max_K), "n_replicas": int(n_replicas), "steps_per_exchange": int(steps_per_exchange),
-                "exchanges_per_frame": int(exchanges_per_frame), "equilibration_steps": int(equilibration_steps),
-                "seed": int(seed)}
+    if "platform" in settings:
+        raise ConfigError("load_or_generate_remd runs on the Reference platform; use generate_reference(..., "
+                          "method='remd', platform=...) for another")
+    cfg = _remd_settings(settings)
+    # the cache key: the ladder and segment lengths (the platform is not part of it)
+    settings = {"t_max_K": float(cfg["t_max_K"]), "n_replicas": int(cfg["n_replicas"]),
+                "steps_per_exchange": int(cfg["steps_per_exchange"]),
+                "exchanges_per_frame": int(cfg["exchanges_per_frame"]),
+                "equilibration_steps": int(cfg["equilibration_steps"]), "seed": int(seed)}
     cache_dir = ref.DEFAULT_CACHE_DIR if cache_dir is None else cache_dir
     path = ref.reference_cache_path(system, system.kT, "remd", n, settings, cache_dir)
     if path.is_file() and not refresh:

@@ -175,11 +175,6 @@ class TiltMatching:
         return FlowSampler(field, self.base, self.reward, method=self.config.ode_method,
                            steps=self.config.ode_steps, dtype=self.dtype, device=self.device, world=self.world)
 
-    @torch.no_grad()
-    def draw_level_samples(self, frozen: nn.Module, n: int) -> torch.Tensor:
-        """x1 from the frozen level, ``(n, n_particles, dim)``."""
-        return self.sampler(frozen).draw(n, generator=self.generator)
-
     def step_level(self) -> dict[str, float]:
         """Run one annealing level; returns its history row."""
         cfg = self.config

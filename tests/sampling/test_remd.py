@@ -107,3 +107,14 @@ def test_remd_is_a_reference_method_of_openmm_systems(tmp_path) -> None:
         generate_reference(load_system("lj13"), 4, method="remd")
     with pytest.raises(ConfigError, match="must be above"):
         generate_reference(aldp, 4, method="remd", t_max_K=200.0)
+
+
+def test_remd_settings_have_one_set_of_defaults() -> None:
+    from molsample.sampling.remd import load_or_generate_remd, remd_frames
+    from molsample.systems import load_system
+
+    aldp = load_system("aldp")
+    with pytest.raises(ConfigError, match="unknown REMD setting"):
+        remd_frames(aldp, 2, kT=aldp.kT, n_replica=2)
+    with pytest.raises(ConfigError, match="unknown REMD setting"):
+        load_or_generate_remd(aldp, 2, t_max=400.0)
