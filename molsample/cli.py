@@ -103,8 +103,22 @@ def _rank_tag() -> str:
     return f" (rank {world.rank} of {world.world_size})" if world.distributed else ""
 
 
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (a batch scheduler's end of the job, ``kill``) like Ctrl-C: the running stage
+    records its time, checkpoints stay, and the resume hint is printed."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the CLI, turning user errors into exit status 2."""
+    _stop_on_sigterm()
     try:
         cli.main(args=argv, prog_name="molsample", standalone_mode=False)
     except MolsampleError as exc:

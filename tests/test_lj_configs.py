@@ -1,4 +1,5 @@
-"""The LJ-55 run configs (runs/lj55.toml and its smoke twin) load, validate and run."""
+"""The LJ-55 run configs (runs/lj55.toml for a GPU, runs/lj55-cpu.toml for a CPU workstation, and
+their smoke twin) load, validate and run."""
 
 from __future__ import annotations
 
@@ -18,9 +19,16 @@ def test_lj55_config_validates():
     assert cfg.pretrain.steps == 5000 and cfg.final.batch_size == 250 and cfg.temperature_factor == 1.25
 
 
+def test_lj55_cpu_config_validates():
+    cfg = resolve_config("lj55", preset="default", config_file=RUNS / "lj55-cpu.toml")
+    assert (cfg.net.hidden, cfg.net.n_layers) == (32, 3) and cfg.pretrain.coupling == "aligned"
+    assert cfg.pretrain.steps == 3000 and cfg.final.ode_steps == 10 and cfg.tilt.h is None
+
+
 def test_lj55_smoke_twin_validates():
     cfg = resolve_config("lj55", preset="smoke", config_file=RUNS / "lj55-smoke.toml")
     assert cfg.pretrain.steps == 20 and cfg.final.n_samples == 32 and cfg.tilt.max_levels == 2
+    assert cfg.pretrain.coupling == "aligned"  # the CPU config's coupling, on 55 particles
 
 
 @pytest.mark.slow

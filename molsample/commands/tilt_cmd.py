@@ -55,9 +55,9 @@ def tilt(system_name, method, mode, net, preset, config_file, out, model, coupli
     """Pretrain a flow on the a = 0 distribution and tilt it to the target with Tilt Matching.
 
     Writes runs/<run>/samples.h5 (samples, log-weights, energies, history, config) and prints
-    ESS, log Z ± se, mean energy, wall time and energy evaluations. Ctrl-C stops the job; run the
-    same command with --resume to continue it. With --nproc K (or under torchrun) K processes
-    share the work.
+    ESS, log Z ± se, mean energy, wall time and energy evaluations. Ctrl-C (or SIGTERM) stops
+    the job; run the same command with --resume to continue it. With --nproc K (or under
+    torchrun) K processes share the work.
     """
     from molsample.distributed import secondary_rank
     from molsample.pipeline import run_tilt

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from molsample.errors import MolsampleError
+from molsample.reporting.cost import sampling_cost
 from molsample.reporting.plots import unit_label
 from molsample.reporting.run_data import RunData, stage_times
 
@@ -129,6 +130,10 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
     if times:
         summary["stage_cpu_s"] = {s: c for s, c, _ in times if c is not None}
         summary["stage_wall_s"] = {s: w for s, _, w in times if w is not None}
+    cost = sampling_cost(d.attrs, d.diag.ess, n) if d.diag is not None else None
+    if cost is not None:
+        head.update(cost.rows())
+        summary["cost"] = cost.to_dict()
     summary = {k: _json_num(v) for k, v in summary.items()}
     summary["warnings"] = warnings
     return head, summary, warnings

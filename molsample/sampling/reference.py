@@ -145,7 +145,7 @@ def generate_reference(
         raise DistributedError(f"the {method} reference is not split over processes (only "
                                f"{', '.join(SHARDED_METHODS)} chains are); run it with one process")
     g = torch.Generator().manual_seed(int(seed))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     diag: dict[str, Any] = {}
 
     if method == "exact":
@@ -218,6 +218,7 @@ def generate_reference(
         n_effective=n_eff,
         effective_per_1000_evals=(1000.0 * n_eff / diag["n_energy_evals"]) if n_eff and diag.get("n_energy_evals") else None,
         wall_time_s=time.perf_counter() - t0,
+        cpu_time_s=world.sum(time.process_time() - c0),  # all ranks
         energy_mean=float(e[finite].mean()) if finite.any() else None,
         energy_std=float(e[finite].std()) if finite.sum() > 1 else None,
         settings=cfg,
@@ -254,7 +255,7 @@ def write_reference(result: ReferenceResult, path: str | os.PathLike, system: An
             topology=system.topology,
             kT=result.kT,
         )
-        for key in ("acceptance", "tau_int", "n_effective", "n_energy_evals", "wall_time_s"):
+        for key in ("acceptance", "tau_int", "n_effective", "n_energy_evals", "wall_time_s", "cpu_time_s"):
             if d.get(key) is not None:
                 rf.write_array(f"diagnostics/{key}", np.asarray(d[key], dtype=np.float64))
         for key in ("swap_rates", "kT_ladder", "acceptance_by_kT"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 
@@ -13,7 +14,7 @@ from molsample.sampling.weights import resample
 from molsample.stages.context import RunContext
 from molsample.systems import System
 
-__all__ = ["base_data_stage", "reference_samples", "target_reference"]
+__all__ = ["base_data_cost", "base_data_stage", "reference_samples", "target_reference"]
 
 
 def reference_samples(system: System, dcfg, kT: float, *, seed: int, progress: bool, world: World | None = None):
@@ -67,18 +68,42 @@ def _make_base_data(ctx: RunContext, cache, key: str, world: World) -> None:
     if blob is not None:
         ctx.echo(f"base data: reusing {len(blob['x'])} cached samples ({cache})")
         ctx.data = blob["x"]
+        ctx.extra["base_data_cost"] = blob.get("cost")
         return
     if ctx.mode == "prior":
         x = ctx.base.sample(cfg.data.n, generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
         info = "base Gaussian"
+        cost = {"method": "base Gaussian", "n": len(x), "n_energy_evals": 0}
     else:
         ref = reference_samples(system, cfg.data, ctx.kT0, seed=cfg.seed, progress=ctx.progress, world=world)
         x = torch.as_tensor(ref.samples, dtype=torch.float64)
         info = f"{ref.method} at kT0 = {ctx.kT0:g} {system.energy_unit}"
+        cost = base_data_cost(ref.diagnostics, ctx.kT0)
     if world.is_main:
-        save_cached(cache, key, {"x": x})
+        save_cached(cache, key, {"x": x, "cost": cost})
     ctx.echo(f"base data: {len(x)} samples ({info})")
     ctx.data = x
+    ctx.extra["base_data_cost"] = cost
+
+
+#: what :func:`base_data_cost` keeps of a reference run's diagnostics
+BASE_DATA_COST_KEYS = ("method", "n", "n_energy_evals", "cpu_time_s", "wall_time_s", "tau_int", "n_effective")
+
+
+def base_data_cost(diagnostics: dict, kT0: float) -> dict:
+    """What the base data cost when they were made: method, samples, energy evaluations, CPU and
+    wall seconds, τ_int and effective samples (``None`` where the sampler does not say), and kT0.
+
+    A reference-cache hit carries the numbers of the run that made the samples, so a run that
+    reuses cached base data still counts their price (the run file's ``base_data_cost``)."""
+    def plain(key: str, v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return v
+        return int(v) if key in ("n", "n_energy_evals") else float(v)
+
+    cost = {k: plain(k, diagnostics.get(k)) for k in BASE_DATA_COST_KEYS}
+    cost["kT0"] = float(kT0)
+    return cost
 
 
 def target_reference(ctx: RunContext, reward: TiltReward) -> tuple[torch.Tensor, torch.Tensor, str]:

@@ -3,6 +3,8 @@ the run file ``samples.h5`` and the optional MCMC correction."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 from torch import nn
@@ -51,6 +53,9 @@ def final_stage(ctx: RunContext) -> None:
                      energy_evals=ctx.reward.n_energy_evals,
                      ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se,
                      world_size=ctx.world.world_size, backend=ctx.world.backend, **chiral_attrs)
+        for key in ("base_data_cost", "pretrain_cost"):  # what reused stage outputs cost when they were made
+            if ctx.extra.get(key):
+                rf.set_attrs(**{key: json.dumps(ctx.extra[key])})
         if fin.mcmc_steps > 0:
             mcmc_correct(rf, system, ws.x, fin.mcmc_steps, seed=cfg.seed, progress=ctx.progress, echo=ctx.echo)
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,10 +59,13 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
     torch.manual_seed(fm.seed)
     field = build_net(spec).to(device=device, dtype=dtype)
     source = data if callable(data) else data.to(device=device, dtype=dtype)
+    cpu0 = time.process_time()
     hist = train_flow_matching(field, source, base, fm, checkpoint_path=checkpoint, progress=progress, resume=resume,
                                world=world)
+    cpu = (world or World()).sum(time.process_time() - cpu0)  # all ranks; this invocation's share of a resumed training
     if world is None or world.is_main:
-        save_model(out, field, key=key, history=hist, a=0.0, config=dataclasses.asdict(fm), **(meta or {}))
+        save_model(out, field, key=key, history=hist, a=0.0, config=dataclasses.asdict(fm), train_cpu_s=cpu,
+                   **(meta or {}))
     return field, hist
 
 
@@ -77,3 +81,6 @@ def pretrain_stage(ctx: RunContext) -> None:
         last = hist["loss"][-1] if hist.get("loss") else float("nan")
         ctx.echo(f"pretraining: {fm.steps} steps, final loss {last:.4g}")
     ctx.field = field
+    if ctx.world.is_main:  # what the field cost when it was trained (a reused file keeps its number)
+        cpu = torch.load(ctx.run_dir / "pretrained.pt", map_location="cpu", weights_only=False).get("train_cpu_s")
+        ctx.extra["pretrain_cost"] = {"steps": fm.steps, "cpu_time_s": cpu}

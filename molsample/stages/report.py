@@ -6,8 +6,9 @@ import json
 
 from molsample.io.hdf5 import RunFile
 from molsample.stages.context import RunContext
+from molsample.stages.engine import StageTimings
 
-__all__ = ["record_timings", "report_stage", "wants_report"]
+__all__ = ["record_timings", "report_stage", "timing_attrs", "wants_report"]
 
 
 def wants_report(ctx: RunContext) -> bool:
@@ -23,8 +24,13 @@ def record_timings(ctx: RunContext) -> None:
     if t is None or not path.is_file():
         return
     with RunFile(path, "a") as rf:
-        rf.set_attrs(stage_cpu_s=json.dumps(t.cpu_s), stage_wall_s=json.dumps(t.wall_s),
-                     cpu_time_s=t.total_cpu_s, wall_time_s=t.total_wall_s, invocations=t.invocations)
+        rf.set_attrs(**timing_attrs(t))
+
+
+def timing_attrs(t: StageTimings) -> dict:
+    """The run file's timing attributes of ``t`` (see :func:`record_timings`)."""
+    return dict(stage_cpu_s=json.dumps(t.cpu_s), stage_wall_s=json.dumps(t.wall_s), cpu_time_s=t.total_cpu_s,
+                wall_time_s=t.total_wall_s, invocations=t.invocations)
 
 
 def report_stage(ctx: RunContext) -> None:

@@ -20,6 +20,7 @@ With ``[start] model`` the first three stages are replaced by loading that (tilt
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -29,11 +30,11 @@ from molsample.io.atomic import write_text_atomic
 from molsample.io.toml_writer import dumps_toml
 from molsample.stages.context import Echo, RunContext
 from molsample.stages.data import base_data_stage
-from molsample.stages.engine import Stage, run_stages
+from molsample.stages.engine import Stage, StageTimings, run_stages
 from molsample.stages.final import final_sampler, final_stage, fix_chirality, write_samples
 from molsample.stages.pretrain import pretrain_stage
 from molsample.stages.reference import reference_stage, wants_reference
-from molsample.stages.report import record_timings, report_stage, wants_report
+from molsample.stages.report import record_timings, report_stage, timing_attrs, wants_report
 from molsample.stages.start import start_from_model, starts_from_model
 from molsample.stages.summary import RunSummary, summarize_run
 from molsample.stages.tilt import tilt_stage
@@ -109,8 +110,10 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     field = field.to(ctx.dtype)  # the run's dtype, as in its final stage (load_model builds float32 nets)
     g = torch.Generator().manual_seed(seed if seed is not None else cfg.seed + 1000 + n_old)
     sampler = final_sampler(field, ctx.base, reward, cfg.final, dtype=ctx.dtype, device=ctx.device, world=ctx.world)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     ws = sampler.sample(n, batch_size=batch_size or cfg.final.batch_size, generator=g,
                         progress=show_progress(progress) and ctx.world.is_main)
+    cpu = ctx.world.sum(time.process_time() - cpu0)  # every rank's share
     if not ctx.world.is_main:
         return []
     fix_chirality(ws, ctx.system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)
@@ -118,7 +121,15 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
         write_samples(rf, ctx.system, ws, append=True)
         logw_all = torch.as_tensor(rf.read_samples()["logw"])
         total = summarize(logw_all)
-        rf.set_attrs(ess=total.ess, log_z=total.log_z, log_z_se=total.log_z_se)
+        # the appended samples' evaluations and CPU join the run's final stage, so the cost
+        # figures of the report (molsample.reporting.cost) stay those of all the samples
+        evals = int(rf.attrs.get("energy_evals", 0)) + reward.n_energy_evals
+        rf.set_attrs(ess=total.ess, log_z=total.log_z, log_z_se=total.log_z_se, energy_evals=evals)
+        if path.name == "samples.h5":  # the run folder's own file: its timings.json is this file's
+            timings = StageTimings.load(path.parent)
+            timings.add("final", cpu, time.perf_counter() - wall0)
+            timings.save(path.parent)
+            rf.set_attrs(**timing_attrs(timings))
         diag = weight_diagnostics(logw_all)
     return [
         f"appended      {n} samples to {path} ({n_old + n} in total)",

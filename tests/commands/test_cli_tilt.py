@@ -1,5 +1,6 @@
 """`molsample tilt` end to end on the smoke preset, then `sample`, `report` and `export` on its run."""
 
+import json
 import subprocess
 import sys
 
@@ -50,6 +51,13 @@ def test_smoke_run_writes_a_run_file_with_finite_ess(smoke_run):
     assert attrs["ess"] == pytest.approx(ws.ess, rel=1e-9) and attrs["log_z"] == pytest.approx(ws.log_z, rel=1e-9)
     assert hist["a"][-1] == pytest.approx(1.0)
     assert attrs["kind"] == "tilt" and attrs["method"] == "itm" and attrs["mode"] == "temperature"
+    # the base data's making cost travels with the run (and with base_data.pt, for runs that reuse it)
+    base = json.loads(attrs["base_data_cost"])
+    assert base["method"] == "mala" and base["n"] == 1024 and base["kT0"] == pytest.approx(1.25)
+    assert base["n_energy_evals"] > 256 and base["cpu_time_s"] > 0
+    assert torch.load(run / "base_data.pt", weights_only=False)["cost"] == base
+    pre = json.loads(attrs["pretrain_cost"])
+    assert pre["steps"] == 200 and 0 < pre["cpu_time_s"] <= json.loads(attrs["stage_cpu_s"])["pretrain"]
     # the run file is an MDTraj trajectory
     traj = mdtraj.load(str(run / "samples.h5"))
     assert traj.n_frames == 256 and traj.n_atoms == 13
@@ -58,12 +66,20 @@ def test_smoke_run_writes_a_run_file_with_finite_ess(smoke_run):
 
 def test_sample_appends_weighted_samples(smoke_run):
     work, run, _ = smoke_run
+    with RunFile(run / "samples.h5") as rf:
+        before = dict(rf.attrs)
     proc = molsample("sample", str(run), "--n", "64", "--quiet", cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert "all samples" in proc.stdout and "DEGENERATE WEIGHTS" in proc.stdout  # an untrained smoke model
     with RunFile(run / "samples.h5") as rf:
         s = rf.read_samples()
+        after = dict(rf.attrs)
     assert s["x"].shape[0] == 256 + 64 and s["logw"].shape == (320,)
+    # the appended samples' cost joins the run's: one energy evaluation each, CPU in the final stage
+    assert after["energy_evals"] == before["energy_evals"] + 64
+    cpu_before, cpu_after = json.loads(before["stage_cpu_s"]), json.loads(after["stage_cpu_s"])
+    assert cpu_after["final"] > cpu_before["final"] and cpu_after["pretrain"] == cpu_before["pretrain"]
+    assert json.loads((run / "timings.json").read_text())["cpu_s"] == cpu_after
 
 
 def test_export_resampled_dcd(smoke_run):
@@ -81,7 +97,12 @@ def test_resume_of_a_finished_run_keeps_its_levels(smoke_run):
     assert proc.returncode == 0, proc.stderr
     with RunFile(run / "samples.h5") as rf:
         n_levels = len(rf.read_history()["a"])
+        attrs = dict(rf.attrs)
     assert "reusing" in proc.stdout and f"{n_levels} levels" in proc.stdout  # the stored count, not a new run
+    # the reused base data and pretrained field keep the cost they had when they were made
+    assert json.loads(attrs["base_data_cost"]) == torch.load(run / "base_data.pt", weights_only=False)["cost"]
+    assert json.loads(attrs["pretrain_cost"])["cpu_time_s"] == pytest.approx(
+        torch.load(run / "pretrained.pt", weights_only=False)["train_cpu_s"])
 
 
 @pytest.mark.parametrize(
@@ -132,3 +153,29 @@ def test_aldp_run_reports_and_fixes_chirality(tmp_path):
     centers = chiral_centers_for_system(load_system("aldp"))
     assert (chirality(torch.as_tensor(s["x"]), centers) == 1).all()
     assert (tmp_path / "runs" / "aldp" / "report" / "ramachandran.png").is_file()
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_it_resumes(tmp_path):
+    """SIGTERM mid-run: exit 130 with the resume hint, the interrupted stage's CPU time recorded,
+    and the same command with --resume finishes the run."""
+    import signal
+    import time
+
+    run = tmp_path / "runs" / "t"
+    cmd = [sys.executable, "-m", "molsample", "--threads", "1", "tilt", "--system", "lj13", "--preset", "smoke",
+           "--out", str(run), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (run / "timings.json").exists() and time.time() < deadline:  # the base data are done
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the next stage
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "can be continued with" in err and "--resume" in err
+    timings = json.loads((run / "timings.json").read_text())
+    assert len(timings["cpu_s"]) >= 2 and "report" not in timings["cpu_s"]  # the stopped stage counts its time
+    done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (run / "samples.h5").is_file()
+    assert json.loads((run / "timings.json").read_text())["invocations"] == 2

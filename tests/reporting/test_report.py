@@ -311,3 +311,42 @@ def test_mirror_images_given_weight_zero_are_named_in_a_note(tmp_path):
     assert head["non-finite weights"] == 4 and summary["n_nonfinite_weights"] == 4
     assert any("3 of the 4 samples with a non-finite log-weight are mirror images" in n for n in d.notes)
     assert any("4 of 60 samples have a non-finite log-weight" in w for w in warnings)
+
+
+def test_cost_counts_every_stage_and_the_cached_base_data(tmp_path, capsys):
+    """Effective samples per evaluation and per CPU-second, by hand from the attributes: the base
+    data count at their making cost although this run's base-data stage only loaded them."""
+    n = 64
+    rng = np.random.default_rng(1)
+    logw = rng.standard_normal(n)
+    with RunFile(tmp_path / "samples.h5", "w") as rf:
+        rf.write_samples(rng.standard_normal((n, 4, 2)), logw=logw, energy=rng.standard_normal(n),
+                         energy_unit="reduced", length_unit="reduced", kT=1.0)
+        rf.set_attrs(system="dw4", kind="tilt", energy_evals=1000,
+                     stage_cpu_s=json.dumps({"base_data": 0.1, "pretrain": 30.0, "tilt": 60.0, "final": 10.0,
+                                             "reference": 5.0, "report": 1.0}),
+                     base_data_cost=json.dumps({"method": "mala", "n": 500, "n_energy_evals": 9000,
+                                                "cpu_time_s": 20.0, "kT0": 1.25, "n_effective": 50.0}),
+                     pretrain_cost=json.dumps({"steps": 500, "cpu_time_s": 100.0}))
+    rep = make_report(tmp_path)
+    w = np.exp(logw - logw.max())
+    eff = w.sum() ** 2 / (w ** 2).sum()
+    cost = rep.summary["cost"]
+    assert cost["effective_samples"] == pytest.approx(eff, rel=1e-9)
+    assert cost["effective_per_1000_evals"] == pytest.approx(eff, rel=1e-9)  # 1000 evaluations
+    assert cost["effective_per_1000_evals_with_base_data"] == pytest.approx(eff / 10, rel=1e-9)
+    # the sampler's stages: base data and pretraining at their making cost (20 s, not the 0.1 s of
+    # loading them; 100 s, not 30), tilt, final; not the reference or the report
+    assert cost["total_cpu_s"] == pytest.approx(190.0)
+    assert cost["cpu_s_per_effective"] == pytest.approx(190.0 / eff, rel=1e-9)
+    assert cost["cpu_s_per_effective_further"] == pytest.approx(10.0 / eff, rel=1e-9)
+    assert "9,000 energy evaluations" in rep.headline["base data (cost when made)"]
+    main(["report", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "counting the base data" in capsys.readouterr().out
+
+
+def test_cost_is_absent_without_stage_times(tmp_path):
+    _degenerate_run(tmp_path / "a.h5")
+    with RunFile(tmp_path / "a.h5", "a") as rf:
+        rf.set_attrs(kind="reference")
+    assert "cost" not in make_report(tmp_path / "a.h5").summary
