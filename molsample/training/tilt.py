@@ -44,6 +44,9 @@ from molsample.training.coupling import couple
 from molsample.training.losses import (CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess,
                                       tilt_loss)
 
+#: share of a level's endpoints above the soft energy cap from which the level warns
+CAPPED_WARNING_FRACTION = 0.9
+
 
 @dataclasses.dataclass
 class TiltConfig:
@@ -175,6 +178,19 @@ class TiltMatching:
         return FlowSampler(field, self.base, self.reward, method=self.config.ode_method,
                            steps=self.config.ode_steps, dtype=self.dtype, device=self.device, world=self.world)
 
+    def _warn_if_capped(self, e: torch.Tensor) -> None:
+        """Warn when nearly every endpoint lies above the reward's soft energy cap: there the
+        reward is almost flat, the incremental weights stay uniform, and the level learns nothing."""
+        cap = getattr(self.reward, "energy_cap", None)
+        if cap is None or not len(e):
+            return
+        above = float((e > cap).to(torch.float64).mean())
+        if above >= CAPPED_WARNING_FRACTION:
+            warnings.warn(f"level {self.level}: {100 * above:.0f}% of the endpoints have energies above the soft "
+                          f"energy cap {cap:.4g}, where the reward is nearly flat, so the tilt cannot tell them apart; "
+                          "the flow's samples are far from the target (overlapping atoms?) — pretrain longer or "
+                          "on more data before tilting", RuntimeWarning, stacklevel=3)
+
     def step_level(self) -> dict[str, float]:
         """Run one annealing level; returns its history row."""
         cfg = self.config
@@ -198,6 +214,7 @@ class TiltMatching:
         if len(r) < 2:
             raise ConfigError(f"level {self.level}: fewer than 2 samples with a finite reward; the flow "
                               "produces invalid configurations — pretrain longer or lower the ODE step")
+        self._warn_if_capped(e)
 
         h = cfg.h if cfg.h is not None else choose_step(r, self.a, cfg.target_ess, h_min=cfg.min_h)
         h = min(h, 1.0 - self.a)

@@ -215,3 +215,15 @@ def test_ring_itm_beats_the_tutorial_at_beta_5():
                             generator=torch.Generator().manual_seed(2026))
     assert bump_reward(x).mean() > 0.85
     assert sliced_wasserstein(x, pool[idx]) < 0.769
+
+
+@pytest.mark.parametrize("cap,warns", [(-1e6, True), (1e6, False)])
+def test_a_level_above_the_energy_cap_warns(gauss_setup, cap, warns, recwarn):
+    """Endpoints all above the soft cap see a flat reward: the level says so; below it, silence."""
+    system, field, base = gauss_setup
+    reward = make_reward(system, "reward", beta=1.0, fn=lambda x: quadratic_reward(x, LAM, SHIFT), energy_cap=cap)
+    tilt(field, base, reward, method="itm", h=1.0, steps_per_level=1, n_endpoints=64, endpoints_per_step=16)
+    capped = [w for w in recwarn if "soft energy cap" in str(w.message)]
+    assert bool(capped) == warns
+    if warns:
+        assert "100% of the endpoints" in str(capped[0].message)
