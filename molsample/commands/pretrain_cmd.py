@@ -133,7 +133,7 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
         model_path.unlink(missing_ok=True)
     world.barrier("waiting for rank 0 to clear the old model")
     bars = show_progress(show_progress_flag(progress, quiet)) and world.is_main
-    field, history = pretrain_field(spec, data, base, config, model_path, device=dev, dtype=torch.float32,
+    field, history, _ = pretrain_field(spec, data, base, config, model_path, device=dev, dtype=torch.float32,
                                     checkpoint=out / "checkpoint.pt", progress=bars, echo=echo, resume=resume,
                                     meta={"system": system.name, "path": path_name, "data": source}, world=world)
     if not history:  # reused: the stored model carries its history

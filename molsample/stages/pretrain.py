@@ -33,14 +33,15 @@ def net_spec(cfg, system) -> dict:
 def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: FlowMatchingConfig, out: Path, *,
                    device: torch.device, dtype: torch.dtype, checkpoint: Path | None = None,
                    checkpoint_dir: Path | None = None, progress: bool, echo: Echo, resume: bool = True,
-                   meta: dict | None = None, world: World | None = None) -> tuple[nn.Module, dict]:
+                   meta: dict | None = None, world: World | None = None) -> tuple[nn.Module, dict, float | None]:
     """Train the net of ``spec`` by flow matching on ``data`` and save it to ``out``.
 
     The file is reused when its key (spec, ``fm``, data fingerprint) matches; the training
     checkpoints every ``fm.checkpoint_every`` steps to ``checkpoint`` (or
     ``checkpoint_dir/pretrain-<key>.pt``) and resumes from it. With a distributed ``world`` the
     ranks share every minibatch and rank 0 writes the files.
-    Returns ``(field, history)`` (history empty when reused).
+    Returns ``(field, history, train_cpu_s)``: history empty when reused; ``train_cpu_s`` the CPU
+    seconds (all ranks) the training took, stored in the file (``None`` for files from before it was).
     """
     if fm.coupling in PERMUTING_COUPLINGS and (spec.get("atom_types") is not None
                                                or not getattr(base, "permutation_invariant", True)):
@@ -53,7 +54,7 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
         field, stored = load_model(out, device)
         if stored.get("key") == key:
             echo(f"pretraining: reusing {out}")
-            return field.to(dtype), {}
+            return field.to(dtype), {}, stored.get("train_cpu_s")
     if checkpoint is None and checkpoint_dir is not None:
         checkpoint = Path(checkpoint_dir) / f"pretrain-{key}.pt"
     torch.manual_seed(fm.seed)
@@ -66,21 +67,19 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
     if world is None or world.is_main:
         save_model(out, field, key=key, history=hist, a=0.0, config=dataclasses.asdict(fm), train_cpu_s=cpu,
                    **(meta or {}))
-    return field, hist
+    return field, hist, cpu
 
 
 def pretrain_stage(ctx: RunContext) -> None:
     """``ctx.field``: the pretrained field (a = 0), from ``pretrained.pt`` or trained now."""
     fm = ctx.cfg.pretrain
     spec = net_spec(ctx.cfg, ctx.system)
-    field, hist = pretrain_field(spec, ctx.data, ctx.base, fm, ctx.run_dir / "pretrained.pt", device=ctx.device,
-                                 dtype=ctx.dtype, checkpoint_dir=ctx.run_dir / "checkpoints",
-                                 progress=ctx.progress, echo=ctx.echo, meta={"system": ctx.system.name},
-                                 world=ctx.world)
+    field, hist, train_cpu_s = pretrain_field(spec, ctx.data, ctx.base, fm, ctx.run_dir / "pretrained.pt",
+                                              device=ctx.device, dtype=ctx.dtype,
+                                              checkpoint_dir=ctx.run_dir / "checkpoints", progress=ctx.progress,
+                                              echo=ctx.echo, meta={"system": ctx.system.name}, world=ctx.world)
     if hist:
         last = hist["loss"][-1] if hist.get("loss") else float("nan")
         ctx.echo(f"pretraining: {fm.steps} steps, final loss {last:.4g}")
     ctx.field = field
-    if ctx.world.is_main:  # what the field cost when it was trained (a reused file keeps its number)
-        cpu = torch.load(ctx.run_dir / "pretrained.pt", map_location="cpu", weights_only=False).get("train_cpu_s")
-        ctx.extra["pretrain_cost"] = {"steps": fm.steps, "cpu_time_s": cpu}
+    ctx.extra["pretrain_cost"] = {"steps": fm.steps, "cpu_time_s": train_cpu_s}  # a reused file keeps its number
