@@ -103,6 +103,12 @@ def _rank_tag() -> str:
     return f" (rank {world.rank} of {world.world_size})" if world.distributed else ""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C. A subclass, not KeyboardInterrupt itself: CPython marks an
+    exact KeyboardInterrupt that leaves a nested evaluation as unhandled and then ends the process
+    by SIGINT, even after the command caught it and chose its exit status (130)."""
+
+
 def _stop_on_sigterm() -> None:
     """Treat SIGTERM (a batch scheduler's end of the job, ``kill``) like Ctrl-C: the running stage
     records its time, checkpoints stay, and the resume hint is printed."""
@@ -110,7 +116,7 @@ def _stop_on_sigterm() -> None:
     import threading
 
     def interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise KeyboardInterrupt
+        raise Terminated
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
