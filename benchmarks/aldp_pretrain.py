@@ -20,6 +20,12 @@ docs/benchmarks/aldp.md; "thermal" is the bond RMSD of 300 K MD frames (2,000, c
 The bond graph as edge features of the EGNN (``[net] bond_edges = true``):
 
     python benchmarks/aldp_pretrain.py --steps 500 --batch-size 128 --ema 0.999 --prior harmonic --bond-edges
+
+The endpoint parametrisation (``[net] parametrisation``) and the loss weighting over t
+(``[pretrain] time_weighting``):
+
+    python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --parametrisation endpoint
+    python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --time-weighting endpoint
 """
 
 from __future__ import annotations
@@ -52,7 +58,13 @@ def main() -> None:
     ap.add_argument("--prior", default="isotropic", choices=["isotropic", "harmonic"])
     ap.add_argument("--bond-std", type=float, default=0.15, help="harmonic prior: sigma_b in nm")
     ap.add_argument("--bond-edges", action="store_true", help="the bond graph as EGNN edge features")
+    ap.add_argument("--parametrisation", default="velocity", choices=["velocity", "endpoint"],
+                    help="the net predicts the velocity or the displacement to x1 (molsample.nets.endpoint)")
+    ap.add_argument("--time-weighting", default="uniform", choices=["uniform", "endpoint"],
+                    help="loss weight over t (endpoint: (1 - t)^2, the error of the predicted x1)")
     ap.add_argument("--save", default=None, help="write the trained field here (molsample.nets.save_model)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="checkpoint file (every 500 steps); a rerun resumes from it, also with more --steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cpu0 = time.process_time()
@@ -67,11 +79,12 @@ def main() -> None:
     x = torch.as_tensor(data.samples, dtype=torch.float32)
     base = base_distribution(system)
     torch.manual_seed(0)
-    field = build_net(default_net_spec(system, bond_edges=args.bond_edges))
+    field = build_net(default_net_spec(system, bond_edges=args.bond_edges, parametrisation=args.parametrisation))
     fm = FlowMatchingConfig(steps=args.steps, batch_size=args.batch_size, ema_decay=args.ema,
-                            lr_schedule=args.lr_schedule, seed=0)
+                            lr_schedule=args.lr_schedule, seed=0, checkpoint_every=500,
+                            time_weighting=args.time_weighting)
     t0, c0 = time.perf_counter(), time.process_time()
-    train_flow_matching(field, x, base, fm, progress=False)
+    train_flow_matching(field, x, base, fm, progress=False, checkpoint_path=args.checkpoint)
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     if args.save:
         from molsample.nets import save_model
@@ -88,7 +101,7 @@ def main() -> None:
     md = reference_samples(system, DataConfig(n=2000), system.kT, seed=0, progress=False).samples.numpy()
     dm = np.linalg.norm(md[:, bonds[:, 0]] - md[:, bonds[:, 1]], axis=-1)
     thermal = float(np.sqrt(((dm - d0) ** 2).mean()))
-    print(f"prior {base!r}")
+    print(f"prior {base!r}; parametrisation {args.parametrisation}, time weighting {args.time_weighting}")
     print(f"length_scale {system.length_scale:g} nm, {args.steps} steps x {args.batch_size}, ema {args.ema}, "
           f"lr {args.lr_schedule}: median E {float(e.median()):.0f} kJ/mol, "
           f"bond RMSD {rmsd:.4f} nm = {rmsd / thermal:.2f}x thermal ({thermal:.4f} nm, 300 K MD) "

@@ -26,12 +26,29 @@ PRESETS = tuple(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
 @dataclasses.dataclass
 class NetConfig:
     """Velocity network: ``name`` egnn | mlp | affine | e3nn (None: egnn for particles, mlp for toys);
-    ``bond_edges``: the EGNN sees a molecule's bond graph as edge features."""
+    ``bond_edges``: the EGNN sees a molecule's bond graph as edge features; ``parametrisation``
+    velocity | endpoint: the net outputs the velocity, or the displacement to the predicted
+    endpoint x1 (linear path only; :mod:`molsample.nets.endpoint`)."""
 
     name: str | None = None
     hidden: int = 64
     n_layers: int = 4
     bond_edges: bool = False
+    parametrisation: str = "velocity"
+
+
+@dataclasses.dataclass
+class BaseConfig:
+    """The flows' base distribution (TOML ``[base]``), overriding the system card's ``[base]``:
+    ``kind`` gaussian | harmonic (None: the card's, whose default is the CoM-free Gaussian) and
+    ``bond_std`` (harmonic prior, in the system's length unit; None: the card's, else 0.15)."""
+
+    kind: str | None = None
+    bond_std: float | None = None
+
+    def table(self) -> dict:
+        """The keys set here, as a card ``[base]`` table (empty: use the card's)."""
+        return {k: v for k, v in (("kind", self.kind), ("bond_std", self.bond_std)) if v is not None}
 
 
 @dataclasses.dataclass
@@ -92,6 +109,7 @@ class RunConfig:
             the energy unit, "none", or "auto" (temperature mode: the highest energy of the a = 0
             training data; other modes: none).
         seed, device, dtype: reproducibility and placement.
+        base: the flows' base distribution, when not the system card's (TOML ``[base]``).
         data: samples of the a = 0 distribution for pretraining.
         pretrain: flow matching's own :class:`~molsample.training.flow_matching.FlowMatchingConfig`
             (TOML ``[pretrain]``); its ``seed`` and ``path`` follow the run's ``seed`` and
@@ -112,6 +130,7 @@ class RunConfig:
     device: str = "cpu"
     dtype: str = "float32"
     net: NetConfig = dataclasses.field(default_factory=NetConfig)
+    base: BaseConfig = dataclasses.field(default_factory=BaseConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     reference: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(n=0))
     pretrain: FlowMatchingConfig = dataclasses.field(default_factory=FlowMatchingConfig)
@@ -144,6 +163,19 @@ class RunConfig:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         self.tilt.validate()
         self.pretrain.validate()
+        from molsample.distributions import BASE_KINDS
+        from molsample.nets.endpoint import PARAMETRISATIONS
+
+        if self.base.kind is not None and self.base.kind not in BASE_KINDS:
+            raise ConfigError(f"base.kind = {self.base.kind!r}; use {' or '.join(BASE_KINDS)}")
+        if self.base.bond_std is not None and not self.base.bond_std > 0:
+            raise ConfigError(f"base.bond_std = {self.base.bond_std} must be > 0 (in the system's length unit)")
+
+        if self.net.parametrisation not in PARAMETRISATIONS:
+            raise ConfigError(f"net.parametrisation = {self.net.parametrisation!r}; use {' or '.join(PARAMETRISATIONS)}")
+        if self.net.parametrisation == "endpoint" and self.tilt.path != "linear":
+            raise ConfigError(f"net.parametrisation = 'endpoint' needs the linear path, got path {self.tilt.path!r}: "
+                              "set tilt.path = \"linear\" or net.parametrisation = \"velocity\"")
         if self.pretrain.path != self.tilt.path:
             raise ConfigError(f"pretrain.path = {self.pretrain.path!r} but tilt.path = {self.tilt.path!r}; the tilt "
                               "continues the pretrained flow along the same interpolant: set both to one value")

@@ -216,13 +216,14 @@ class HarmonicPrior(CoMFreeGaussian):
 BASE_KINDS = ("gaussian", "harmonic")
 
 
-def base_distribution(system: Any) -> StandardGaussian | CoMFreeGaussian:
+def base_distribution(system: Any, override: dict | None = None) -> StandardGaussian | CoMFreeGaussian:
     """The base distribution of a :class:`~molsample.systems.System`.
 
     :class:`CoMFreeGaussian` when ``system.remove_com`` (particle systems), else :class:`StandardGaussian`,
     with std = ``system.length_scale`` (the card's ``length_scale``, default 1). A card table
     ``[base] kind = "harmonic"`` (with ``bond_std``, default 0.15 in length units) selects
     :class:`HarmonicPrior` over the topology's bonds, with the isotropic std ``length_scale``.
+    ``override`` (keys ``kind``, ``bond_std``; a run config's ``[base]``) replaces the card's keys.
     """
     n, d = system.event_shape
     std = float(getattr(system, "length_scale", 1.0))
@@ -230,6 +231,7 @@ def base_distribution(system: Any) -> StandardGaussian | CoMFreeGaussian:
     table = card.get("base", {}) if isinstance(card, dict) else {}
     if not isinstance(table, dict):
         raise ConfigError(f"card key base must be a table like {{ kind = \"harmonic\", bond_std = 0.15 }}, got {table!r}")
+    table = {**table, **(override or {})}
     kind = table.get("kind", "gaussian")
     if kind not in BASE_KINDS:
         raise ConfigError(f"unknown base kind {kind!r}; use one of {', '.join(BASE_KINDS)}")

@@ -120,3 +120,56 @@ def test_selected_by_the_card() -> None:
         base_distribution(dataclasses.replace(lj, card={**lj.card, "base": {"kind": "harmonic"}}))
     with pytest.raises(ConfigError):
         HarmonicPrior(3, 3, [(0, 1)], bond_std=-1.0)
+
+
+def test_selected_by_a_run_config_and_keyed_in_pretraining(tmp_path) -> None:
+    """A run config's [base] overrides the card's; a pretrained field of another base is not reused."""
+    from molsample.config import config_from_dict
+    from molsample.stages.context import RunContext
+    from molsample.stages.pretrain import pretrain_field
+    from molsample.training.flow_matching import FlowMatchingConfig
+
+    cfg = config_from_dict({"system": "aldp", "base": {"kind": "harmonic", "bond_std": 0.12}}).validate()
+    ctx = RunContext.create(cfg, tmp_path / "run", progress=False)
+    assert isinstance(ctx.base, HarmonicPrior) and ctx.base.bond_std == 0.12 and ctx.base.std == 0.17
+    plain = RunContext.create(config_from_dict({"system": "aldp"}).validate(), tmp_path / "run", progress=False)
+    assert type(plain.base) is CoMFreeGaussian
+    for table, needle in (({"kind": "student"}, "base.kind = 'student'"), ({"bond_std": 0.0}, "base.bond_std")):
+        with pytest.raises(ConfigError, match=needle):
+            config_from_dict({"system": "aldp", "base": table}).validate()
+
+    spec = {"name": "egnn", "n_particles": 22, "dim": 3, "hidden": 8, "n_layers": 1, "length_scale": 0.17}
+    data = 0.1 * torch.randn(16, 22, 3, generator=torch.Generator().manual_seed(0))
+    out, said = tmp_path / "pretrained.pt", []
+    kw = dict(device=torch.device("cpu"), dtype=torch.float32, progress=False, echo=said.append)
+    fm = FlowMatchingConfig(steps=2, batch_size=4)
+    pretrain_field(spec, data, ctx.base, fm, out, **kw)
+    pretrain_field(spec, data, ctx.base, fm, out, **kw)
+    assert said == [f"pretraining: reusing {out}"]
+    pretrain_field(spec, data, plain.base, fm, out, **kw)  # the Gaussian base: trained again
+    assert said == [f"pretraining: reusing {out}"]
+    assert torch.load(out, weights_only=False)["base"] == repr(plain.base)
+
+
+def test_pretrain_cli_base_option(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from molsample.cli import main
+    from molsample.nets import load_model
+
+    def run(*extra: str) -> tuple[int, str]:
+        try:
+            main(["pretrain", "--system", "aldp", "--data", str(tmp_path / "x.npy"), "--steps", "1",
+                  "--batch-size", "4", "--hidden", "8", "--layers", "1", "--quiet", *extra])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        return code, capsys.readouterr().err
+
+    np.save(tmp_path / "x.npy", 0.1 * np.random.default_rng(0).normal(size=(16, 22, 3)).astype(np.float32))
+    code, err = run("--out", str(tmp_path / "m"), "--base", "harmonic", "--bond-std", "0.1")
+    assert code == 0, err
+    assert load_model(tmp_path / "m" / "model.pt")[1]["base"].startswith(
+        "HarmonicPrior(n_particles=22, dim=3, bonds=21, bond_std=0.1,")
+    code, err = run("--out", str(tmp_path / "m2"), "--base", "harmonic", "--bond-std", "-1")
+    assert code == 2 and "--bond-std must be > 0" in err

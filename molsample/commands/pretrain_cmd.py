@@ -16,9 +16,10 @@ from molsample.commands.options import device_option, progress_option, show_prog
 from molsample.devices import resolve_device
 from molsample.errors import ConfigError, MissingFileError, RunFileError, ShapeError
 from molsample.nets import NETS
+from molsample.nets.endpoint import PARAMETRISATIONS
 from molsample.paths import PATHS
 from molsample.training.coupling import COUPLINGS
-from molsample.training.flow_matching import LR_SCHEDULES
+from molsample.training.flow_matching import LR_SCHEDULES, TIME_WEIGHTINGS
 
 
 def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Tensor:
@@ -74,6 +75,17 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
 @click.option("--layers", type=int, default=None, help="Number of layers (default: 4 egnn, 3 mlp).")
 @click.option("--path", "path_name", type=click.Choice(list(PATHS)), default="linear", show_default=True,
               help="Interpolant between base (t=0) and data (t=1).")
+@click.option("--parametrisation", type=click.Choice(list(PARAMETRISATIONS)), default="velocity",
+              show_default=True, help="The net predicts the velocity, or the displacement to the endpoint x1 "
+                                      "(linear path only).")
+@click.option("--time-weighting", type=click.Choice(list(TIME_WEIGHTINGS)), default="uniform", show_default=True,
+              help="Weight of each time t in the loss: uniform, or endpoint ((1 - t)^2, the error of the "
+                   "predicted x1).")
+@click.option("--base", "base_kind", type=click.Choice(["gaussian", "harmonic"]), default=None,
+              help="Base distribution (default: the system card's [base], else the CoM-free Gaussian); "
+                   "harmonic: the bond-graph prior of a molecule.")
+@click.option("--bond-std", type=float, default=None, help="Harmonic base: bond std in the system's length unit "
+                                                            "(default: the card's, else 0.15).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the initial weights and the training draws.")
 @device_option(default="cpu")
@@ -86,10 +98,12 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
 @progress_option
 def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, batch_size: int, lr: float,
              lr_schedule: str, coupling: str, net_name: str | None, hidden: int | None, layers: int | None,
-             path_name: str,
+             path_name: str, parametrisation: str, time_weighting: str, base_kind: str | None,
+             bond_std: float | None,
              seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, nproc: int | None,
              progress: bool, quiet: bool) -> None:
     """Train a velocity net by flow matching and write OUT/model.pt (the same pretraining stage as `tilt`)."""
+    from molsample.config import BaseConfig
     from molsample.distributed import init_world
     from molsample.distributions import base_distribution
     from molsample.nets import default_net_spec
@@ -102,7 +116,9 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
     world, dev = init_world(resolve_device(device))
     echo = click.echo if world.is_main else (lambda *a, **k: None)  # rank 0 prints
     system = load_system(system_name)
-    base = base_distribution(system)
+    if bond_std is not None and not bond_std > 0:
+        raise ConfigError(f"--bond-std must be > 0, got {bond_std}")
+    base = base_distribution(system, BaseConfig(kind=base_kind, bond_std=bond_std).table())
 
     data: torch.Tensor | Callable[[int, torch.Generator], torch.Tensor]
     if data_path is not None:
@@ -118,9 +134,11 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
         data = lambda n, g: sampler(n, g).to(torch.float32)  # noqa: E731
         source = "exact sampler"
 
-    spec = default_net_spec(system, net_name, hidden=hidden, n_layers=layers)
+    if parametrisation == "endpoint" and path_name != "linear":
+        raise ConfigError(f"--parametrisation endpoint needs --path linear, got --path {path_name}")
+    spec = default_net_spec(system, net_name, hidden=hidden, n_layers=layers, parametrisation=parametrisation)
     config = FlowMatchingConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema_decay=ema,
-                                coupling=coupling,
+                                coupling=coupling, time_weighting=time_weighting,
                                 path=path_name, checkpoint_every=checkpoint_every, seed=seed)
     config.validate()
     out = Path(out_dir)

@@ -44,7 +44,8 @@ def build_net(spec: dict) -> nn.Module:
     """Build a velocity net from its ``spec`` (``{"name": "egnn" | "mlp" | …, **constructor args}``).
 
     A ``"length_scale"`` σ ≠ 1 in the spec wraps the net in :class:`~molsample.nets.scaled.ScaledVelocity`
-    (the net sees x / σ).
+    (the net sees x / σ); ``"parametrisation": "endpoint"`` wraps the result in
+    :class:`~molsample.nets.endpoint.EndpointVelocity` (the net predicts the displacement to x1).
 
     Raises:
         ConfigError: an unknown name or an argument the net does not take.
@@ -54,6 +55,11 @@ def build_net(spec: dict) -> nn.Module:
     kwargs = dict(spec)
     name = str(kwargs.pop("name")).lower()
     length_scale = kwargs.pop("length_scale", 1.0)
+    parametrisation = kwargs.pop("parametrisation", "velocity")
+    from molsample.nets.endpoint import PARAMETRISATIONS, EndpointVelocity
+
+    if parametrisation not in PARAMETRISATIONS:
+        raise ConfigError(f"unknown parametrisation {parametrisation!r}; choose one of {', '.join(PARAMETRISATIONS)}")
     cls = _net_class(name)
     try:
         net = cls(**kwargs)
@@ -63,11 +69,14 @@ def build_net(spec: dict) -> nn.Module:
         from molsample.nets.scaled import ScaledVelocity
 
         net = ScaledVelocity(net, length_scale)
+    if parametrisation == "endpoint":
+        net = EndpointVelocity(net)
     return net
 
 
 def default_net_spec(system: Any, name: str | None = None, *, hidden: int | None = None,
-                     n_layers: int | None = None, bond_edges: bool = False) -> dict:
+                     n_layers: int | None = None, bond_edges: bool = False,
+                     parametrisation: str = "velocity") -> dict:
     """The spec of the velocity net for ``system``.
 
     ``name`` None picks an EGNN (hidden 64, 4 layers) for particle systems (n_particles > 1) and the
@@ -75,7 +84,8 @@ def default_net_spec(system: Any, name: str | None = None, *, hidden: int | None
     bonds) the EGNN and e3nn nets get one atom type per atom, since a molecule's atoms are not
     interchangeable. With ``bond_edges`` the EGNN also gets the molecule's bonds as edge features
     (:class:`~molsample.nets.egnn.EGNN`). The system's ``length_scale`` ≠ 1 goes into the spec (see
-    :mod:`molsample.nets.scaled`).
+    :mod:`molsample.nets.scaled`), and so does ``parametrisation`` ``"endpoint"`` (see
+    :mod:`molsample.nets.endpoint`; ``"velocity"``, the default, leaves the spec as it was).
 
     Raises:
         ConfigError: ``bond_edges`` for a net other than egnn, or a system without bonds.
@@ -107,6 +117,8 @@ def default_net_spec(system: Any, name: str | None = None, *, hidden: int | None
     length_scale = float(getattr(system, "length_scale", 1.0))
     if length_scale != 1.0:
         spec["length_scale"] = length_scale
+    if parametrisation != "velocity":
+        spec["parametrisation"] = parametrisation
     return spec
 
 

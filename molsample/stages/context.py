@@ -86,7 +86,7 @@ class RunContext:
         kT0 = cfg.temperature_factor * system.kT if mode == "temperature" else system.kT
         return cls(cfg=cfg, run_dir=Path(run_dir), system=system, mode=mode, device=device,
                    dtype=torch.float64 if cfg.dtype == "float64" else torch.float32,
-                   base=base_distribution(system), kT0=kT0, progress=show_progress(progress), resume=resume,
+                   base=base_distribution(system, cfg.base.table()), kT0=kT0, progress=show_progress(progress), resume=resume,
                    echo=echo, command=command, world=world)
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from molsample.distributed import World
+from molsample.distributions import HarmonicPrior
 from molsample.errors import ConfigError
 from molsample.io.cache import digest
 from molsample.nets import build_net, default_net_spec, load_model, save_model
@@ -27,7 +28,7 @@ __all__ = ["net_spec", "pretrain_field", "pretrain_stage"]
 def net_spec(cfg, system) -> dict:
     """The network spec from the config (``net.name`` None picks the system's default)."""
     return default_net_spec(system, cfg.net.name, hidden=cfg.net.hidden, n_layers=cfg.net.n_layers,
-                            bond_edges=cfg.net.bond_edges)
+                            bond_edges=cfg.net.bond_edges, parametrisation=cfg.net.parametrisation)
 
 
 def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: FlowMatchingConfig, out: Path, *,
@@ -36,7 +37,7 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
                    meta: dict | None = None, world: World | None = None) -> tuple[nn.Module, dict, float | None]:
     """Train the net of ``spec`` by flow matching on ``data`` and save it to ``out``.
 
-    The file is reused when its key (spec, ``fm``, data fingerprint) matches; the training
+    The file is reused when its key (spec, ``fm``, data fingerprint, a bond-graph base) matches; the training
     checkpoints every ``fm.checkpoint_every`` steps to ``checkpoint`` (or
     ``checkpoint_dir/pretrain-<key>.pt``) and resumes from it. With a distributed ``world`` the
     ranks share every minibatch and rank 0 writes the files.
@@ -49,7 +50,10 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
                           "particles and a base that permutations leave unchanged; this system has typed atoms or "
                           "a bond-graph base: use --coupling independent (or ot)")
     fingerprint = "exact sampler" if callable(data) else [len(data), float(data.sum())]
-    key = digest({"spec": spec, "fm": dataclasses.asdict(fm), "data": fingerprint})
+    keyed = {"spec": spec, "fm": fm.key_dict(), "data": fingerprint}
+    if isinstance(base, HarmonicPrior):  # (the Gaussian bases were keyed by the spec's length scale alone)
+        keyed["base"] = repr(base)
+    key = digest(keyed)
     if out.is_file():
         field, stored = load_model(out, device)
         if stored.get("key") == key:
@@ -66,7 +70,7 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
     cpu = (world or World()).sum(time.process_time() - cpu0)  # all ranks; this invocation's share of a resumed training
     if world is None or world.is_main:
         save_model(out, field, key=key, history=hist, a=0.0, config=dataclasses.asdict(fm), train_cpu_s=cpu,
-                   **(meta or {}))
+                   base=repr(base), **(meta or {}))
     return field, hist, cpu
 
 

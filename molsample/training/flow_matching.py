@@ -2,7 +2,9 @@ r"""Flow matching: regress the velocity field on the interpolant's time derivati
 
     L_FM = E_{t ~ U[0,1], x0 ~ base, x1 ~ data} ‖b̂_t(I_t) − İ_t‖²,   I_t = α_t x0 + β_t x1
 
-(mean over samples and coordinates). :func:`train_flow_matching` runs Adam on it with a seeded
+(mean over samples and coordinates), optionally weighted over t (``time_weighting``: ``"endpoint"``
+weighs each sample by (1 − t)², which on the linear path makes the loss the endpoint error
+‖x̂1 − x1‖² of x̂1 = I_t + (1 − t) b̂_t(I_t)). :func:`train_flow_matching` runs Adam on it with a seeded
 generator for all randomness (batches, x0, t), checkpoints atomically and resumes exactly:
 an interrupted run resumed from its checkpoint ends with the same weights as an uninterrupted one.
 
@@ -31,7 +33,8 @@ from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
 from molsample.training.coupling import COUPLINGS, PAIRWISE_COUPLINGS, couple
 
-__all__ = ["FlowMatchingConfig", "ema_decay_at", "flow_matching_loss", "train_flow_matching"]
+__all__ = ["FlowMatchingConfig", "TIME_WEIGHTINGS", "ema_decay_at", "flow_matching_loss", "time_weight",
+           "train_flow_matching"]
 
 #: data: a tensor (N, n, d) to draw batches from, or a sampler (n, generator) -> (n, n, d)
 Data = Tensor | Callable[[int, torch.Generator], Tensor]
@@ -56,6 +59,9 @@ class FlowMatchingConfig:
             falls to 0 at the last step).
         coupling: how each minibatch pairs base and data samples (``"independent"``, ``"ot"``,
             ``"equivariant-ot"``, ``"aligned"``; :mod:`molsample.training.coupling`).
+        time_weighting: ``"uniform"`` (the plain velocity regression) or ``"endpoint"`` (each
+            sample's squared error times (1 − t)²: on the linear path the error of the predicted
+            endpoint; :func:`time_weight`).
     """
 
     steps: int = 5000
@@ -68,6 +74,7 @@ class FlowMatchingConfig:
     grad_clip: float | None = None
     lr_schedule: str = "constant"
     coupling: str = "independent"
+    time_weighting: str = "uniform"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for out-of-range values."""
@@ -83,7 +90,18 @@ class FlowMatchingConfig:
             raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
         if self.coupling not in COUPLINGS:
             raise ConfigError(f"unknown coupling {self.coupling!r}; choose one of {', '.join(COUPLINGS)}")
+        if self.time_weighting not in TIME_WEIGHTINGS:
+            raise ConfigError(f"unknown time_weighting {self.time_weighting!r}; choose one of "
+                              f"{', '.join(TIME_WEIGHTINGS)}")
         get_path(self.path)
+
+    def key_dict(self) -> dict:
+        """The settings as a dict for cache keys: keys added later are left out at their defaults, so
+        files keyed before they existed still match."""
+        d = dataclasses.asdict(self)
+        if d["time_weighting"] == "uniform":
+            del d["time_weighting"]
+        return d
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimizer step ``step`` (0-based)."""
@@ -92,8 +110,22 @@ class FlowMatchingConfig:
         return self.lr
 
 
+#: weightings over t of the flow-matching loss (:attr:`FlowMatchingConfig.time_weighting`)
+TIME_WEIGHTINGS = ("uniform", "endpoint")
+
+
+def time_weight(kind: str, t: Tensor) -> Tensor | None:
+    """Per-sample loss weights ``(batch,)`` for times ``t: (batch,)``: ``None`` for ``"uniform"``,
+    (1 − t)² for ``"endpoint"`` (mean 1/3 over t ~ U[0, 1])."""
+    if kind == "uniform":
+        return None
+    if kind == "endpoint":
+        return (1.0 - t) ** 2
+    raise ConfigError(f"unknown time_weighting {kind!r}; choose one of {', '.join(TIME_WEIGHTINGS)}")
+
+
 def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: Tensor, t: Tensor, *,
-                       total: int | None = None) -> Tensor:
+                       total: int | None = None, weight: Tensor | None = None) -> Tensor:
     """Mean squared error ‖b̂_t(I_t) − İ_t‖² (mean over batch and coordinates), a scalar.
 
     Args:
@@ -103,16 +135,20 @@ def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: T
         t: ``(batch,)`` times.
         total: size of the whole minibatch when ``x0, x1, t`` are one shard of it: the result is
             then the shard's sum divided by the whole minibatch's number of elements.
+        weight: ``(batch,)`` per-sample weights of the squared error (``None``: all 1).
     """
     ps = path.sample(x0, x1, t)
     sq = (field(ps.t, ps.xt) - ps.dxt) ** 2
+    if weight is not None:
+        sq = sq * weight.reshape(-1, *([1] * (sq.dim() - 1)))
     if total is None:
         return sq.mean()
     return sq.sum() / (total * sq[0].numel())
 
 
 # config fields that must agree between a checkpoint and the run resuming it
-_RESUME_KEYS = ("batch_size", "lr", "ema_decay", "path", "seed", "grad_clip", "lr_schedule", "coupling")
+_RESUME_KEYS = ("batch_size", "lr", "ema_decay", "path", "seed", "grad_clip", "lr_schedule", "coupling",
+                "time_weighting")
 
 #: learning-rate schedules of :class:`FlowMatchingConfig`
 LR_SCHEDULES = ("constant", "cosine")
@@ -204,7 +240,8 @@ def train_flow_matching(
             raise RunFileError(f"cannot read checkpoint {ckpt}: {exc}; delete it to start over") from exc
         saved = state.get("config", {})
         keys = _RESUME_KEYS + (("steps",) if config.lr_schedule == "cosine" else ())  # the schedule spans all steps
-        older = {"lr_schedule": "constant", "coupling": "independent"}  # checkpoints written before these keys
+        # checkpoints written before these keys
+        older = {"lr_schedule": "constant", "coupling": "independent", "time_weighting": "uniform"}
         diff = {k: (saved.get(k, older.get(k)), getattr(config, k)) for k in keys}
         diff = {k: v for k, v in diff.items() if v[0] != v[1]}
         if diff:
@@ -260,10 +297,11 @@ def train_flow_matching(
         else:  # a batch assignment needs the whole minibatch
             x0, x1 = (y[s] for y in couple(config.coupling, x0, x1))
         t = torch.rand(config.batch_size, generator=gen, dtype=dtype).to(device)[s]
+        w = time_weight(config.time_weighting, t)
         if world.distributed:  # DDP averages the ranks' gradients: scale the shard's share of the mean by K
-            loss = flow_matching_loss(trained, path, x0, x1, t, total=config.batch_size) * world.world_size
+            loss = flow_matching_loss(trained, path, x0, x1, t, total=config.batch_size, weight=w) * world.world_size
         else:
-            loss = flow_matching_loss(field, path, x0, x1, t)
+            loss = flow_matching_loss(field, path, x0, x1, t, weight=w)
         opt.zero_grad(set_to_none=True)
         with collective(world, "averaging gradients"):
             loss.backward()

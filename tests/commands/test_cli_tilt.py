@@ -133,6 +133,24 @@ def test_ring_reward_mode_end_to_end(tmp_path):
     assert near.mean() > 0.4
 
 
+def test_endpoint_parametrisation_runs_the_whole_job(tmp_path):
+    """[net] parametrisation and [pretrain] time_weighting from a config file reach the pretrained
+    net and the tilt, and the run ends with finite log-weights."""
+    from molsample.nets import load_model
+    from molsample.nets.endpoint import EndpointVelocity
+
+    (tmp_path / "endpoint.toml").write_text('[net]\nparametrisation = "endpoint"\n\n'
+                                            '[pretrain]\ntime_weighting = "endpoint"\n')
+    proc = molsample("tilt", "--system", "ring2d", "--preset", "smoke", "--config", "endpoint.toml",
+                     "--out", "runs/ring", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    net, payload = load_model(tmp_path / "runs" / "ring" / "pretrained.pt")
+    assert isinstance(net, EndpointVelocity) and payload["config"]["time_weighting"] == "endpoint"
+    with RunFile(tmp_path / "runs" / "ring" / "samples.h5") as rf:
+        assert rf.read_config()["net"]["parametrisation"] == "endpoint"
+        assert np.isfinite(rf.read_samples()["logw"]).all()
+
+
 def test_aldp_run_reports_and_fixes_chirality(tmp_path):
     """OpenMM system end to end: MD base data, EGNN with atom types, chirality fixed for an E(3) flow."""
     import torch

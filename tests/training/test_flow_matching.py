@@ -231,3 +231,46 @@ def test_cosine_schedule_values_resume_and_errors(tmp_path):
         _small_run(tmp_path / "b", 60, lr_schedule="cosine")
     constant, _ = _small_run(tmp_path / "c", 40)
     assert any(not torch.equal(p, q) for p, q in zip(ref.parameters(), constant.parameters()))
+
+
+def test_endpoint_weighting_is_the_error_of_the_predicted_endpoint(generator):
+    """On the linear path (1 − t)²‖b̂ − İ‖² = ‖x̂1 − x1‖² with x̂1 = I_t + (1 − t) b̂_t(I_t)."""
+    from molsample.training.flow_matching import time_weight
+
+    x0, x1 = (torch.randn(16, 3, 2, generator=generator, dtype=torch.float64) for _ in range(2))
+    t = torch.rand(16, generator=generator, dtype=torch.float64)
+    field = lambda tt, x: torch.sin(x) * tt.reshape(-1, 1, 1)  # noqa: E731 - any field
+    path = get_path("linear")
+    loss = flow_matching_loss(field, path, x0, x1, t, weight=time_weight("endpoint", t))
+    xt = (1 - t).reshape(-1, 1, 1) * x0 + t.reshape(-1, 1, 1) * x1
+    x1_hat = xt + (1 - t).reshape(-1, 1, 1) * field(t, xt)
+    assert float(loss) == pytest.approx(float(((x1_hat - x1) ** 2).mean()), rel=1e-12)
+    assert time_weight("uniform", t) is None
+    with pytest.raises(ConfigError, match="unknown time_weighting 'late'"):
+        FlowMatchingConfig(time_weighting="late").validate()
+
+
+def test_time_weighting_changes_training_keys_and_resume_only_when_set(tmp_path):
+    """The default leaves cache keys as they were; another weighting is a different training."""
+    assert "time_weighting" not in FlowMatchingConfig().key_dict()
+    assert FlowMatchingConfig(time_weighting="endpoint").key_dict()["time_weighting"] == "endpoint"
+    _small_run(tmp_path, 20)
+    with pytest.raises(ConfigError, match="time_weighting"):
+        _small_run(tmp_path, 30, time_weighting="endpoint")
+
+
+def test_pretrain_endpoint_parametrisation_from_the_cli(tmp_path, capsys):
+    from molsample.nets.endpoint import EndpointVelocity
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(40, 4, 2)).astype(np.float32))
+    code, _, err = run_cli(["pretrain", "--system", "dw4", "--data", str(tmp_path / "x.npy"), "--out",
+                            str(tmp_path / "m"), "--steps", "3", "--batch-size", "8", "--hidden", "8",
+                            "--layers", "2", "--parametrisation", "endpoint", "--time-weighting", "endpoint",
+                            "--quiet"], capsys)
+    assert code == 0, err
+    net, payload = load_model(tmp_path / "m" / "model.pt")
+    assert isinstance(net, EndpointVelocity) and payload["config"]["time_weighting"] == "endpoint"
+    code, _, err = run_cli(["pretrain", "--system", "dw4", "--data", str(tmp_path / "x.npy"), "--out",
+                            str(tmp_path / "m2"), "--steps", "1", "--parametrisation", "endpoint", "--path", "trig"],
+                           capsys)
+    assert code == 2 and "--path linear" in err
