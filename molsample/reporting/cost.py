@@ -5,9 +5,10 @@ from a cache), and the amortised price of further samples from the trained model
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any
+
+from molsample.reporting.run_data import json_attr
 
 __all__ = ["SAMPLER_STAGES", "SamplingCost", "sampling_cost"]
 
@@ -102,26 +103,16 @@ class SamplingCost:
                 "cpu_s_per_effective": num(all_cpu), "cpu_s_per_effective_further": num(further)}
 
 
-def _json_attr(attrs: dict[str, Any], key: str) -> Any:
-    raw = attrs.get(key)
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except json.JSONDecodeError:
-        return None
-
-
 def sampling_cost(attrs: dict[str, Any], ess: float, n_samples: int) -> SamplingCost | None:
     """The :class:`SamplingCost` of a tilt run from its run-file root attributes, or ``None`` for a
     run without stage timings (a reference run, an old file)."""
-    cpu = _json_attr(attrs, "stage_cpu_s")
+    cpu = json_attr(attrs, "stage_cpu_s")
     if attrs.get("kind") != "tilt" or not isinstance(cpu, dict) or not math.isfinite(ess):
         return None
-    base = _json_attr(attrs, "base_data_cost")
+    base = json_attr(attrs, "base_data_cost")
     stages = {s: float(cpu[s]) for s in SAMPLER_STAGES if cpu.get(s) is not None}
     # a stage that reused a cached output took seconds; count what that output cost when it was made
-    for stage, made in (("base_data", base), ("pretrain", _json_attr(attrs, "pretrain_cost"))):
+    for stage, made in (("base_data", base), ("pretrain", json_attr(attrs, "pretrain_cost"))):
         if isinstance(made, dict) and made.get("cpu_time_s") is not None and stage in stages:
             stages[stage] = max(stages[stage], float(made["cpu_time_s"]))
     evals = attrs.get("energy_evals")

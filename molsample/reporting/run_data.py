@@ -152,18 +152,23 @@ def default_out_dir(run: str | os.PathLike) -> Path:
     return path.parent / ("report" if path.name == RUN_FILE_NAME else f"{path.stem}-report")
 
 
+def json_attr(attrs: dict[str, Any], key: str) -> Any:
+    """The run-file attribute ``key`` decoded from JSON (str or bytes; other values as stored);
+    ``None`` when it is missing or not valid JSON."""
+    raw = attrs.get(key)
+    if not isinstance(raw, (str, bytes)):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+
+
 def stage_times(attrs: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
     """``[(stage, cpu_s, wall_s)]`` from the root attrs ``stage_cpu_s`` / ``stage_wall_s`` (JSON
     objects stage → seconds), in the order stored; ``[]`` when the run has neither."""
     def parse(key: str) -> dict[str, float]:
-        raw = attrs.get(key)
-        if isinstance(raw, bytes):
-            raw = raw.decode()
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError:
-                return {}
+        raw = json_attr(attrs, key)
         return {str(k): float(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
     cpu, wall = parse("stage_cpu_s"), parse("stage_wall_s")
