@@ -26,15 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from molsample.bonds import bond_index, compare_bonds
 from molsample.io.hdf5 import RunFile
 from molsample.nets import load_model
 from molsample.systems import load_system
-
-
-def bond_rmsd(x: np.ndarray, bonds: np.ndarray, mean: np.ndarray) -> float:
-    """RMS over samples and bonds of (bond length − its reference mean), nm; x: (n, atoms, 3) nm."""
-    d = np.linalg.norm(x[:, bonds[:, 0]] - x[:, bonds[:, 1]], axis=-1)
-    return float(np.sqrt(np.mean((d - mean) ** 2)))
 
 
 def row(run: Path) -> dict:
@@ -45,9 +40,7 @@ def row(run: Path) -> dict:
         hist = rf.read_history()
     net, meta = load_model(run / "pretrained.pt")
     system = load_system("aldp")
-    bonds = np.array([[b[0].index, b[1].index] for b in system.topology.bonds])
-    d_ref = np.linalg.norm(ref["x"][:, bonds[:, 0]] - ref["x"][:, bonds[:, 1]], axis=-1)
-    mean = d_ref.mean(0)
+    bonds = compare_bonds(flow["x"], ref["x"], bond_index(system.topology))
     pre = meta.get("history", {})
     summary_file = run / "report" / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
@@ -65,8 +58,8 @@ def row(run: Path) -> dict:
         "effective samples": attrs.get("ess", math.nan) * n,
         "median E flow [kJ/mol]": float(np.median(flow["energy"])),
         "median E MD [kJ/mol]": float(np.median(ref["energy"])),
-        "bond RMSD flow [nm]": bond_rmsd(flow["x"], bonds, mean),
-        "bond RMSD MD [nm]": bond_rmsd(ref["x"], bonds, mean),
+        "bond RMSD flow [nm]": bonds.flow,
+        "bond RMSD MD [nm]": bonds.thermal,
         "energy W2 reweighted": next((v for k, v in summary.items() if "reweighted" in k and "W2" in k), math.nan),
         "wall time [min]": attrs.get("wall_time_s", math.nan) / 60,
     }

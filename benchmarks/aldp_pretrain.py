@@ -37,6 +37,7 @@ import time
 import numpy as np
 import torch
 
+from molsample.bonds import bond_index, bond_lengths, bond_rmsd
 from molsample.config import DataConfig
 from molsample.distributions import base_distribution
 from molsample.nets import build_net, default_net_spec
@@ -93,14 +94,11 @@ def main() -> None:
     xs = FlowSampler(field, base, method="midpoint", steps=20).draw(
         args.samples, generator=torch.Generator().manual_seed(1)).double()
     e = system.energy.energy(xs)
-    bonds = np.array([[b[0].index, b[1].index] for b in system.topology.bonds])
-    ref = np.asarray(system.energy.positions)
-    d0 = np.linalg.norm(ref[bonds[:, 0]] - ref[bonds[:, 1]], axis=-1)
-    d = np.linalg.norm(xs.numpy()[:, bonds[:, 0]] - xs.numpy()[:, bonds[:, 1]], axis=-1)
-    rmsd = float(np.sqrt(((d - d0) ** 2).mean()))
-    md = reference_samples(system, DataConfig(n=2000), system.kT, seed=0, progress=False).samples.numpy()
-    dm = np.linalg.norm(md[:, bonds[:, 0]] - md[:, bonds[:, 1]], axis=-1)
-    thermal = float(np.sqrt(((dm - d0) ** 2).mean()))
+    bonds = bond_index(system.topology)
+    d0 = bond_lengths(np.asarray(system.energy.positions)[None], bonds)[0]  # the minimized structure's bonds
+    rmsd = bond_rmsd(bond_lengths(xs, bonds), d0)
+    md = reference_samples(system, DataConfig(n=2000), system.kT, seed=0, progress=False).samples
+    thermal = bond_rmsd(bond_lengths(md, bonds), d0)
     print(f"prior {base!r}; parametrisation {args.parametrisation}, time weighting {args.time_weighting}")
     print(f"length_scale {system.length_scale:g} nm, {args.steps} steps x {args.batch_size}, ema {args.ema}, "
           f"lr {args.lr_schedule}: median E {float(e.median()):.0f} kJ/mol, "

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from molsample.basins import basin_populations, phi_psi
+from molsample.bonds import bond_index, compare_bonds
 from molsample.chirality import chiral_centers_for_system
 from molsample.distributions import base_distribution
 from molsample.metrics import energy_w2
@@ -31,11 +32,6 @@ from molsample.sampling.ode import sample
 from molsample.sampling.remd import load_or_generate_remd
 from molsample.sampling.weights import summarize
 from molsample.systems import load_system
-
-
-def bond_lengths(x: np.ndarray, bonds: np.ndarray) -> np.ndarray:
-    """(n, n_bonds) bond lengths in nm of (n, atoms, 3) positions."""
-    return np.linalg.norm(x[:, bonds[:, 0]] - x[:, bonds[:, 1]], axis=-1)
 
 
 def main() -> None:
@@ -59,7 +55,7 @@ def main() -> None:
     base = base_distribution(system)
     field, _ = load_model(args.model)
     xr = ref.samples.numpy()
-    bonds = np.array([[b[0].index, b[1].index] for b in system.topology.bonds])
+    bonds = bond_index(system.topology)
     gen = torch.Generator().manual_seed(args.seed)
     xs, lqs = [], []
     for k in range(0, args.samples, args.batch):
@@ -73,9 +69,8 @@ def main() -> None:
     xf, e, logw = out.x.numpy(), out.energy.numpy(), out.logw
     s = summarize(logw)
     w = torch.softmax(torch.nan_to_num(logw, neginf=-1e300), 0).numpy()
-    d_ref = bond_lengths(xr, bonds)
-    thermal = float(np.sqrt(((d_ref - d_ref.mean(0)) ** 2).mean()))
-    rmsd = float(np.sqrt(((bond_lengths(xf, bonds) - d_ref.mean(0)) ** 2).mean()))
+    bc = compare_bonds(xf, xr, bonds)
+    thermal, rmsd = bc.thermal, bc.flow
     a_flow, a_ref = phi_psi(xf, system), phi_psi(xr, system)
     stats = {"flow": basin_populations(a_flow), "reweighted flow": basin_populations(a_flow, logw.numpy()),
              "reference (REMD)": basin_populations(a_ref, time_series=True)}

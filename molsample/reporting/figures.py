@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from matplotlib.figure import Figure
 
+from molsample.bonds import bond_groups, bond_index, bond_lengths
 from molsample.reporting import plots
 from molsample.reporting.plots import Series
 from molsample.reporting.plots_training import plot_annealing, plot_losses
@@ -121,6 +122,31 @@ def distances_figure(d: RunData) -> FigureOut | None:
     if d.flow.length_unit == "reduced":
         caption += " Lengths in reduced LJ units (r_m = 1)."
     return FigureOut(plots.plot_distances(ds, d.flow.length_unit), caption)
+
+
+@register_figure("bonds")
+def bonds_figure(d: RunData) -> FigureOut | None:
+    bonds = bond_index(d.flow.topology)
+    if d.shape[2] != 3 or bonds.shape[0] == 0:
+        return None
+    sets = [Series(d.main_label, d.flow.x, None, "flow")]
+    if d.weights is not None:
+        sets.append(Series("reweighted", d.flow.x, d.weights, "reweighted"))
+    sets += [Series(s.label, s.x, None, role) for s, role in d.extras]
+    if d.ref is not None and d.ref.x.shape[1:] == d.flow.x.shape[1:]:
+        sets.append(Series(d.ref.label, d.ref.x, None, "reference"))
+    lengths = [bond_lengths(s.values, bonds) for s in sets]
+    groups = {name: [Series(s.label, L[:, idx], s.weights, s.role) for s, L in zip(sets, lengths)]
+              for name, idx in bond_groups(d.flow.topology).items()}
+    caption = ("Bond lengths by the elements they join, pooled over the bonds of each group and all samples; "
+               "a flow that resolves the bonds matches the reference's peaks in place and width.")
+    comp = d.bond_comparison
+    if comp is not None:
+        caption += (f" Bond RMSD from the reference's mean bond lengths: flow {comp.flow:.4g} "
+                    f"({comp.ratio:.2f}× the reference's own {comp.thermal:.4g})"
+                    + (f", reweighted {comp.reweighted:.4g}" if comp.reweighted is not None else "")
+                    + f" {d.flow.length_unit}.")
+    return FigureOut(plots.plot_bond_lengths(groups, d.flow.length_unit), caption)
 
 
 def _phi_psi(x: np.ndarray, topology) -> np.ndarray | None:

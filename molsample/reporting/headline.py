@@ -22,6 +22,8 @@ ATTR_LABELS = {
     "chirality_reflected": "samples mirrored to the reference handedness",
     "chirality_dropped": "mirror-image samples given weight 0", "seed": "seed", "created": "created",
 }
+#: bond RMSD / thermal above which the report warns that the flow does not resolve the bonds
+BOND_RATIO_WARN = 2.0
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -113,6 +115,20 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
                         w2[role] = head[f"energy W2 to reference, {s.label} [{u}]"] = _energy_w2(
                             s.energy, ref.energy, None)
                 summary["energy_w2"] = {k: _json_num(v) for k, v in w2.items()}
+    bonds = d.bond_comparison
+    if bonds is not None:
+        u = d.flow.length_unit
+        head[f"bond RMSD to reference mean bonds, flow [{u}]"] = f"{fmt(bonds.flow)} ({bonds.ratio:.2f}× thermal)"
+        if bonds.reweighted is not None:
+            head[f"bond RMSD to reference mean bonds, reweighted [{u}]"] = bonds.reweighted
+        head[f"bond RMSD of the reference itself (thermal) [{u}]"] = bonds.thermal
+        summary["bond_rmsd"] = {"flow": _json_num(bonds.flow), "reweighted": _json_num(bonds.reweighted),
+                                "thermal": _json_num(bonds.thermal), "flow_over_thermal": _json_num(bonds.ratio)}
+        if bonds.ratio > BOND_RATIO_WARN:
+            warnings.append(f"the flow's bond lengths scatter {bonds.ratio:.1f}× more around the reference's mean "
+                            "bond lengths than the reference's own (thermal) scatter: the flow does not resolve the "
+                            "covalent bonds, so expect energies far above the reference's and weights near the 1/n "
+                            "floor; train the flow longer or on a bond-aware prior")
     kT = d.attrs.get("kT")
     if kT is not None:
         reduced = d.flow.energy_unit in ("reduced", "")

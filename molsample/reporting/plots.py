@@ -187,6 +187,32 @@ def plot_distances(series: Sequence[Series], length_unit: str) -> Figure:
     return fig
 
 
+def plot_bond_lengths(groups: dict[str, Sequence[Series]], length_unit: str, columns: int = 3) -> Figure:
+    """Bond-length histograms, one panel per bond group (e.g. element pair ``"C–H"``); each
+    group's ``Series.values`` are its lengths ``(n, n_bonds_in_group)`` with per-sample weights."""
+    names = list(groups)
+    cols = min(columns, max(len(names), 1))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig = Figure(figsize=(3.9 * cols + 0.4, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    unit = "nm" if length_unit == "nm" else unit_label(length_unit)
+    for ax, name in zip(axes, names):
+        flat = []
+        for s in groups[name]:
+            v = np.asarray(s.values, dtype=np.float64)
+            w = None if s.weights is None else np.repeat(np.asarray(s.weights, dtype=np.float64), v.shape[1])
+            flat.append(Series(s.label, v.reshape(-1), w, s.role))
+        histogram_panel(ax, flat, f"bond length [{unit}]")
+        ax.set_title(f"{name} bonds ({np.asarray(groups[name][0].values).shape[1]})")
+        if ax is not axes[0]:
+            legend = ax.get_legend()
+            if legend is not None and all("outside" not in t.get_text() for t in legend.get_texts()):
+                legend.remove()  # one legend is enough unless this panel names shares outside its range
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    return fig
+
+
 def _hist2d_panels(fig: Figure, panels: Sequence[Series], extent: tuple[float, float, float, float],
                    bins: int, xlabel: str, ylabel: str, cbar_label: str) -> None:
     axes = fig.subplots(1, len(panels), squeeze=False, sharex=True, sharey=True).ravel()

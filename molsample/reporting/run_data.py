@@ -7,6 +7,7 @@ Every figure function (:mod:`molsample.reporting.figures`) and the headline tabl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from molsample.bonds import BondComparison, bond_index, compare_bonds
 from molsample.errors import ConfigError, MissingFileError, MolsampleError
 from molsample.io.hdf5 import RUN_FILE_NAME, RunFile, open_run, resolve_run_path
 from molsample.sampling.diagnostics import WeightDiagnostics, weight_diagnostics
@@ -71,6 +73,15 @@ class RunData:
     def shape(self) -> tuple[int, int, int]:
         """``(n_samples, n_particles, dim)`` of the flow samples."""
         return tuple(self.flow.x.shape)  # type: ignore[return-value]
+
+    @functools.cached_property
+    def bond_comparison(self) -> BondComparison | None:
+        """Bond RMSDs of flow, reweighted flow and reference against the reference's mean bond
+        lengths (:func:`molsample.bonds.compare_bonds`); ``None`` without bonds or a reference."""
+        bonds = bond_index(self.flow.topology)
+        if self.ref is None or bonds.shape[0] == 0 or self.shape[2] != 3:
+            return None
+        return compare_bonds(self.flow.x, self.ref.x, bonds, self.weights)
 
     def subset(self, n: int) -> np.ndarray:
         """Sorted indices of a seeded random subset of at most ``max_frames`` of ``n`` frames."""

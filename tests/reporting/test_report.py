@@ -80,7 +80,32 @@ def test_report_on_peptide_has_ramachandran(tmp_path):
     _check_png(rep.figures["basins"])  # basin populations and dF: the card names ALDP's phi/psi
     _check_png(rep.figures["energy"])
     assert "kJ/mol" in " ".join(rep.headline)
+    # bond lengths: the figure and the RMSDs against the reference's mean bonds (here the run itself)
+    _check_png(rep.figures["bonds"])
+    bonds = np.array([[b[0].index, b[1].index] for b in data["topology"].bonds])
+    d = np.linalg.norm(data["x"][:, bonds[:, 0]] - data["x"][:, bonds[:, 1]], axis=-1)
+    w = np.exp(data["logw"] - data["logw"].max())
+    thermal = np.sqrt(((d - d.mean(0)) ** 2).mean())
+    reweighted = np.sqrt((w * ((d - d.mean(0)) ** 2).mean(1)).sum() / w.sum())
+    assert rep.headline["bond RMSD of the reference itself (thermal) [nm]"] == pytest.approx(thermal, rel=1e-6)
+    assert rep.headline["bond RMSD to reference mean bonds, reweighted [nm]"] == pytest.approx(reweighted, rel=1e-6)
+    assert rep.headline["bond RMSD to reference mean bonds, flow [nm]"].endswith("(1.00× thermal)")
+    summary = json.loads(rep.summary_json.read_text())
+    assert summary["bond_rmsd"]["thermal"] == pytest.approx(thermal, rel=1e-6)
+    assert not any("bond" in w for w in summary["warnings"])
     assert mdtraj.compute_phi(mdtraj.Trajectory(data["x"], data["topology"]))[1].shape == (150, 1)
+
+
+def test_loose_bonds_are_a_loud_warning(tmp_path, capsys):
+    data = write_aldp_run(tmp_path / "ref" / "samples.h5", n=100, noise=0.002)
+    write_aldp_run(tmp_path / "run" / "samples.h5", n=100, seed=1, noise=0.01)  # 5× the reference's scatter
+    rep = make_report(tmp_path / "run", reference=tmp_path / "ref", out=tmp_path / "rep")
+    ratio = json.loads(rep.summary_json.read_text())["bond_rmsd"]["flow_over_thermal"]
+    assert ratio == pytest.approx(5.0, rel=0.1)
+    assert any("does not resolve the covalent bonds" in w for w in rep.warnings)
+    assert "bonds" in rep.figures and data["x"].shape == (100, 22, 3)
+    alone = make_report(tmp_path / "ref", out=tmp_path / "rep2")  # no reference: the figure, no RMSD
+    assert "bonds" in alone.figures and "bond_rmsd" not in json.loads(alone.summary_json.read_text())
 
 
 def test_basin_figure_only_for_systems_with_backbone_dihedrals(tmp_path):
