@@ -21,6 +21,11 @@ The bond graph as edge features of the EGNN (``[net] bond_edges = true``):
 
     python benchmarks/aldp_pretrain.py --steps 500 --batch-size 128 --ema 0.999 --prior harmonic --bond-edges
 
+The temperature and amount of the MD training data (``[data]`` of a run config):
+
+    python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --data-temperature-factor 1.0
+    python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --data-frames 2500
+
 The endpoint parametrisation (``[net] parametrisation``) and the loss weighting over t
 (``[pretrain] time_weighting``):
 
@@ -63,6 +68,9 @@ def main() -> None:
                     help="the net predicts the velocity or the displacement to x1 (molsample.nets.endpoint)")
     ap.add_argument("--time-weighting", default="uniform", choices=["uniform", "endpoint"],
                     help="loss weight over t (endpoint: (1 - t)^2, the error of the predicted x1)")
+    ap.add_argument("--data-temperature-factor", type=float, default=1.25,
+                    help="MD frames for training at this multiple of 300 K (default 1.25: 375 K, as molsample tilt)")
+    ap.add_argument("--data-frames", type=int, default=10000, help="MD frames for training (500 MD steps apart)")
     ap.add_argument("--save", default=None, help="write the trained field here (molsample.nets.save_model)")
     ap.add_argument("--checkpoint", default=None,
                     help="checkpoint file (every 500 steps); a rerun resumes from it, also with more --steps")
@@ -76,7 +84,8 @@ def main() -> None:
     if args.prior == "harmonic":
         system = dataclasses.replace(system, card={**system.card, "base": {"kind": "harmonic",
                                                                             "bond_std": args.bond_std}})
-    data = reference_samples(system, DataConfig(n=10000), 1.25 * system.kT, seed=0, progress=False)
+    data = reference_samples(system, DataConfig(n=args.data_frames), args.data_temperature_factor * system.kT, seed=0,
+                             progress=False)
     x = torch.as_tensor(data.samples, dtype=torch.float32)
     base = base_distribution(system)
     torch.manual_seed(0)
@@ -99,7 +108,8 @@ def main() -> None:
     rmsd = bond_rmsd(bond_lengths(xs, bonds), d0)
     md = reference_samples(system, DataConfig(n=2000), system.kT, seed=0, progress=False).samples
     thermal = bond_rmsd(bond_lengths(md, bonds), d0)
-    print(f"prior {base!r}; parametrisation {args.parametrisation}, time weighting {args.time_weighting}")
+    print(f"prior {base!r}; parametrisation {args.parametrisation}, time weighting {args.time_weighting}; "
+          f"{args.data_frames} MD frames at {args.data_temperature_factor * 300:g} K")
     print(f"length_scale {system.length_scale:g} nm, {args.steps} steps x {args.batch_size}, ema {args.ema}, "
           f"lr {args.lr_schedule}: median E {float(e.median()):.0f} kJ/mol, "
           f"bond RMSD {rmsd:.4f} nm = {rmsd / thermal:.2f}x thermal ({thermal:.4f} nm, 300 K MD) "

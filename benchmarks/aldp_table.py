@@ -44,11 +44,18 @@ def main() -> None:
     ap.add_argument("--ref-frames", type=int, default=10000)
     ap.add_argument("--figure", default=None)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--run-file", default=None,
+                    help="also write the samples (with log-weights and energies) and the REMD frames as the "
+                         "'reference' set to this run file, for `molsample report` (bond lengths, energies, ...)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cpu0 = time.process_time()
     system = load_system("aldp")
     ref = load_or_generate_remd(system, args.ref_frames)  # keyed by the card: load it before the prior is set
+    how = ("read from the cache" if ref.diagnostics.get("cache") == "hit" else
+           f"not in the cache: generated now ({ref.diagnostics.get('cpu_time_s', float('nan')):.0f} CPU-s), "
+           "so it is a new REMD run, not the one earlier tables compared with")
+    print(f"REMD reference ({ref.n} frames at 300 K) {how}: {ref.diagnostics.get('path')}", flush=True)
     if args.prior == "harmonic":
         system = dataclasses.replace(system, card={**system.card, "base": {"kind": "harmonic",
                                                                             "bond_std": args.bond_std}})
@@ -87,6 +94,16 @@ def main() -> None:
     print(json.dumps(row, indent=1))
     for name, st in stats.items():
         print(f"{name:>18}: {st.line(system.kT)}")
+    if args.run_file:
+        from molsample.io.hdf5 import RunFile
+
+        with RunFile(args.run_file, "w") as rf:
+            rf.write_samples(xf, logw=logw.numpy(), energy=e, energy_unit="kJ/mol", length_unit="nm",
+                             topology=system.topology, kT=float(system.kT))
+            rf.write_samples(xr, energy=ref.energies.numpy(), energy_unit="kJ/mol", length_unit="nm",
+                             topology=system.topology, kT=float(system.kT), name="reference")
+            rf.set_attrs(system="aldp", kind="flow", method="pretrained", model=str(args.model), seed=args.seed)
+        print(f"run file {args.run_file}: `molsample report {args.run_file}` draws its figures")
     if args.figure:
         from molsample.reporting.basins_figure import basins_figure
 
