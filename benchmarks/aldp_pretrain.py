@@ -26,6 +26,11 @@ The temperature and amount of the MD training data (``[data]`` of a run config):
     python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --data-temperature-factor 1.0
     python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --data-frames 2500
 
+Equivariant OT flow matching for a molecule (rotations only: the atoms are not interchangeable):
+
+    python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --coupling equivariant-ot
+    python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --coupling aligned
+
 The endpoint parametrisation (``[net] parametrisation``) and the loss weighting over t
 (``[pretrain] time_weighting``):
 
@@ -71,6 +76,8 @@ def main() -> None:
     ap.add_argument("--data-temperature-factor", type=float, default=1.25,
                     help="MD frames for training at this multiple of 300 K (default 1.25: 375 K, as molsample tilt)")
     ap.add_argument("--data-frames", type=int, default=10000, help="MD frames for training (500 MD steps apart)")
+    ap.add_argument("--coupling", default="independent", choices=["independent", "ot", "equivariant-ot", "aligned"],
+                    help="pairing of base and data samples (molecules: the symmetry-aware ones rotate only)")
     ap.add_argument("--save", default=None, help="write the trained field here (molsample.nets.save_model)")
     ap.add_argument("--checkpoint", default=None,
                     help="checkpoint file (every 500 steps); a rerun resumes from it, also with more --steps")
@@ -92,7 +99,7 @@ def main() -> None:
     field = build_net(default_net_spec(system, bond_edges=args.bond_edges, parametrisation=args.parametrisation))
     fm = FlowMatchingConfig(steps=args.steps, batch_size=args.batch_size, ema_decay=args.ema,
                             lr_schedule=args.lr_schedule, seed=0, checkpoint_every=500,
-                            time_weighting=args.time_weighting)
+                            time_weighting=args.time_weighting, coupling=args.coupling)
     t0, c0 = time.perf_counter(), time.process_time()
     train_flow_matching(field, x, base, fm, progress=False, checkpoint_path=args.checkpoint)
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -109,7 +116,7 @@ def main() -> None:
     md = reference_samples(system, DataConfig(n=2000), system.kT, seed=0, progress=False).samples
     thermal = bond_rmsd(bond_lengths(md, bonds), d0)
     print(f"prior {base!r}; parametrisation {args.parametrisation}, time weighting {args.time_weighting}; "
-          f"{args.data_frames} MD frames at {args.data_temperature_factor * 300:g} K")
+          f"{args.data_frames} MD frames at {args.data_temperature_factor * 300:g} K; coupling {args.coupling}")
     print(f"length_scale {system.length_scale:g} nm, {args.steps} steps x {args.batch_size}, ema {args.ema}, "
           f"lr {args.lr_schedule}: median E {float(e.median()):.0f} kJ/mol, "
           f"bond RMSD {rmsd:.4f} nm = {rmsd / thermal:.2f}x thermal ({thermal:.4f} nm, 300 K MD) "

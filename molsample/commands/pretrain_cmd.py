@@ -68,7 +68,7 @@ def load_coordinates(path: str | Path, event_shape: tuple[int, int]) -> torch.Te
               help="cosine: the learning rate falls to 0 at the last step.")
 @click.option("--coupling", type=click.Choice(list(COUPLINGS)), default="independent", show_default=True,
               help="Pairing of base and data samples in each batch (equivariant-ot: rotation and permutation "
-                   "alignment, then batch optimal transport).")
+                   "alignment, then batch optimal transport; molecules: rotations only).")
 @click.option("--net", "net_name", type=click.Choice(list(NETS)), default=None,
               help="Velocity net (default: egnn for particle systems, mlp for 2-D toys).")
 @click.option("--hidden", type=int, default=None, help="Hidden width (default: 64 egnn, 128 mlp).")

@@ -37,7 +37,7 @@ _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
                    "skips base data, pretraining and tilt.")
 @click.option("--coupling", type=click.Choice(list(COUPLINGS)), default=None,
               help="Pairing of base and data samples in pretraining (default: the preset's; "
-                   "equivariant-ot aligns each pair by rotation and permutation first).")
+                   "equivariant-ot aligns each pair by rotation and permutation first; molecules: rotation only).")
 @click.option("--h", "h", type=float, default=None,
               help="Fixed annealing step (default: the preset's value; adaptive from --target-ess when unset).")
 @click.option("--target-ess", type=float, default=None, help="Incremental-weight ESS of the adaptive step.")

@@ -15,11 +15,9 @@ from torch import nn
 
 from molsample.distributed import World
 from molsample.distributions import HarmonicPrior
-from molsample.errors import ConfigError
 from molsample.io.cache import digest
 from molsample.nets import build_net, default_net_spec, load_model, save_model
 from molsample.stages.context import Echo, RunContext
-from molsample.training.coupling import PERMUTING_COUPLINGS
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 
 __all__ = ["net_spec", "pretrain_field", "pretrain_stage"]
@@ -44,11 +42,6 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
     Returns ``(field, history, train_cpu_s)``: history empty when reused; ``train_cpu_s`` the CPU
     seconds (all ranks) the training took, stored in the file (``None`` for files from before it was).
     """
-    if fm.coupling in PERMUTING_COUPLINGS and (spec.get("atom_types") is not None
-                                               or not getattr(base, "permutation_invariant", True)):
-        raise ConfigError(f"coupling {fm.coupling!r} permutes particles, which is only valid for identical "
-                          "particles and a base that permutations leave unchanged; this system has typed atoms or "
-                          "a bond-graph base: use --coupling independent (or ot)")
     fingerprint = "exact sampler" if callable(data) else [len(data), float(data.sum())]
     keyed = {"spec": spec, "fm": fm.key_dict(), "data": fingerprint}
     if isinstance(base, HarmonicPrior):  # (the Gaussian bases were keyed by the spec's length scale alone)

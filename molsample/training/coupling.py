@@ -25,8 +25,15 @@ Couplings (:data:`COUPLINGS`):
   OT couplings it keeps the Tilt Matching fixed point (docs/couplings.md).
 
 All couplings assume centred configurations ``(B, n, d)`` (zero centre of mass) for the
-symmetry-aware ones; the data must be invariant in law under rotations about the centroid and
-permutations of the particles (identical particles: LJ, DW-4; not molecules with atom types).
+symmetry-aware ones; the data must be invariant in law under rotations about the centroid and,
+with ``permute=True``, permutations of the particles (identical particles: LJ, DW-4).
+
+For a molecule the atoms are not interchangeable and the symmetry group is the rotations alone
+(``permute=False``, :func:`permutes_particles`): ``"aligned"`` then rotates each x0 onto its x1 by
+Kabsch (the exact optimum, no assignment), and ``"equivariant-ot"`` assigns the batch on the
+Kabsch-aligned squared distances of all B² pairs (its ``batch_cost`` is not used: the radial
+bound ignores which atom is which) — the equivariant OT flow matching of Klein, Krämer, Noé for
+alanine dipeptide. A bond-graph (harmonic) base is rotation-invariant, so both stay valid on it.
 """
 
 from __future__ import annotations
@@ -40,19 +47,26 @@ from torch import Tensor
 from molsample.errors import ConfigError, ShapeError
 from molsample.metrics import _assign, _kabsch, _principal_frames
 
-__all__ = ["COUPLINGS", "BATCH_COSTS", "PERMUTING_COUPLINGS", "align_pairs", "couple", "ot_assignment", "radial_cost",
-           "transport_cost"]
+__all__ = ["COUPLINGS", "BATCH_COSTS", "PERMUTING_COUPLINGS", "align_pairs", "couple", "ot_assignment",
+           "permutes_particles", "radial_cost", "transport_cost"]
 
 #: coupling names accepted by :func:`couple` (and ``FlowMatchingConfig.coupling``)
 COUPLINGS = ("independent", "ot", "equivariant-ot", "aligned")
 #: batch costs of the ``"equivariant-ot"`` coupling
 BATCH_COSTS = ("radial", "aligned")
-#: couplings that permute the particles of the base samples (valid only for identical particles and a
-#: base that permutations leave unchanged)
+#: couplings that permute the particles of the base samples when the particles are interchangeable
+#: (:func:`permutes_particles`); for molecules they rotate only
 PERMUTING_COUPLINGS = ("equivariant-ot", "aligned")
 #: couplings that act pair by pair (the others assign partners over the whole minibatch), so that a
 #: shard of a minibatch can be coupled on its own
 PAIRWISE_COUPLINGS = ("independent", "aligned")
+
+
+def permutes_particles(spec: dict, base: object) -> bool:
+    """Whether the symmetry-aware couplings may permute particles: the net treats them as
+    identical (no ``atom_types`` in its ``spec``) and the ``base`` is permutation-invariant (not a
+    bond-graph prior). Molecules get ``False``: their couplings rotate only."""
+    return spec.get("atom_types") is None and bool(getattr(base, "permutation_invariant", True))
 
 
 def _check(x0: Tensor, x1: Tensor) -> None:
@@ -99,7 +113,8 @@ def align_pairs(x0: Tensor, x1: Tensor, *, permute: bool = True, n_iter: int = 2
 
     Args:
         x0, x1: ``(B, n, d)`` configurations (centred here).
-        permute: also permute the particles of x0 (identical particles).
+        permute: also permute the particles of x0 (identical particles); without it one Kabsch
+            rotation per pair, the exact optimum (``n_iter`` and ``n_starts`` are not used).
         n_iter: alternations of particle assignment and Kabsch per start.
         n_starts: how many of the principal-axis starts to try (default all: 4 in 3-D).
     Returns:
@@ -113,6 +128,10 @@ def align_pairs(x0: Tensor, x1: Tensor, *, permute: bool = True, n_iter: int = 2
     b = (x0 - x0.mean(1, keepdim=True)).detach().to("cpu")
     if a.dtype not in (torch.float32, torch.float64):
         a, b = a.double(), b.double()
+    if not permute:  # rotations alone: Kabsch is the exact optimum, no starts needed
+        y = b @ _kabsch(a, b, False).transpose(1, 2)
+        cost = ((a - y) ** 2).sum(dim=(1, 2))
+        return y.to(device=device, dtype=dtype), cost.to(device=device, dtype=dtype)
     bsz, n, d = a.shape
     fa, fb = _principal_frames(a, proper=True), _principal_frames(b, proper=True)
     starts = _proper_flips(d, a.dtype)[: n_starts or None]
@@ -140,16 +159,18 @@ def transport_cost(x0: Tensor, x1: Tensor) -> Tensor:
     return ((x0 - x1) ** 2).sum(dim=(1, 2))
 
 
-def _aligned_batch_cost(x0: Tensor, x1: Tensor) -> Tensor:
-    """``(B, B)`` aligned squared distances with one start and one assignment + Kabsch each."""
+def _aligned_batch_cost(x0: Tensor, x1: Tensor, permute: bool = True) -> Tensor:
+    """``(B, B)`` aligned squared distances: with ``permute`` one start and one assignment +
+    Kabsch each, without it the exact Kabsch distance."""
     bsz = x0.shape[0]
     i0 = torch.arange(bsz).repeat_interleave(bsz)
     i1 = torch.arange(bsz).repeat(bsz)
-    _, cost = align_pairs(x0[i0], x1[i1], n_iter=1, n_starts=1)
+    _, cost = align_pairs(x0[i0], x1[i1], n_iter=1, n_starts=1, permute=permute)
     return cost.reshape(bsz, bsz)
 
 
-def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial") -> tuple[Tensor, Tensor]:
+def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial",
+           permute: bool = True) -> tuple[Tensor, Tensor]:
     """Pair a minibatch: returns ``(x0', x1)`` with x0' the base samples re-paired (and for the
     symmetry-aware couplings aligned) to the unchanged ``x1``; both ``(B, n, d)``.
 
@@ -159,7 +180,9 @@ def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial") -> 
         kind: one of :data:`COUPLINGS`.
         x0: ``(B, n, d)`` base samples; x1: ``(B, n, d)`` data samples (centred for the
             symmetry-aware couplings).
-        batch_cost: batch cost of ``"equivariant-ot"`` (:data:`BATCH_COSTS`).
+        batch_cost: batch cost of ``"equivariant-ot"`` with ``permute`` (:data:`BATCH_COSTS`).
+        permute: the particles are interchangeable (:func:`permutes_particles`); ``False`` for
+            molecules: ``"aligned"`` and ``"equivariant-ot"`` then rotate only.
     Raises:
         ConfigError: unknown ``kind`` or ``batch_cost``; uncentred configurations for the
             symmetry-aware couplings.
@@ -181,7 +204,10 @@ def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial") -> 
             sigma = ot_assignment(torch.cdist(x0.flatten(1), x1.flatten(1)).pow(2))
             return x0[sigma], x1
         if kind == "equivariant-ot":
-            cost = radial_cost(x0, x1) if batch_cost == "radial" else _aligned_batch_cost(x0, x1)
+            if not permute:
+                cost = _aligned_batch_cost(x0, x1, permute=False)
+            else:
+                cost = radial_cost(x0, x1) if batch_cost == "radial" else _aligned_batch_cost(x0, x1)
             x0 = x0[ot_assignment(cost)]
-        aligned, _ = align_pairs(x0, x1)
+        aligned, _ = align_pairs(x0, x1, permute=permute)
     return aligned, x1

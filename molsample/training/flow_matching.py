@@ -31,7 +31,7 @@ from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError, RunFileError, ShapeError
 from molsample.io.atomic import save_torch_atomic
 from molsample.paths import get_path
-from molsample.training.coupling import COUPLINGS, PAIRWISE_COUPLINGS, couple
+from molsample.training.coupling import COUPLINGS, PAIRWISE_COUPLINGS, couple, permutes_particles
 
 __all__ = ["FlowMatchingConfig", "TIME_WEIGHTINGS", "ema_decay_at", "flow_matching_loss", "time_weight",
            "train_flow_matching"]
@@ -58,7 +58,9 @@ class FlowMatchingConfig:
         lr_schedule: ``"constant"`` or ``"cosine"`` (lr·½(1 + cos(π k/steps)) at step k, so it
             falls to 0 at the last step).
         coupling: how each minibatch pairs base and data samples (``"independent"``, ``"ot"``,
-            ``"equivariant-ot"``, ``"aligned"``; :mod:`molsample.training.coupling`).
+            ``"equivariant-ot"``, ``"aligned"``; :mod:`molsample.training.coupling`). The
+            symmetry-aware ones permute particles only when the field's spec has no atom types and
+            the base is permutation-invariant; for molecules they rotate only.
         time_weighting: ``"uniform"`` (the plain velocity regression) or ``"endpoint"`` (each
             sample's squared error times (1 − t)²: on the linear path the error of the predicted
             endpoint; :func:`time_weight`).
@@ -207,6 +209,7 @@ def train_flow_matching(
     device, dtype = params[0].device, params[0].dtype
     event_shape = tuple(base.event_shape)
     centre = isinstance(base, CoMFreeGaussian)
+    permute = permutes_particles(getattr(field, "spec", {}) or {}, base)  # molecules: couplings rotate only
 
     if isinstance(data, Tensor):
         if data.dim() != 3 or tuple(data.shape[1:]) != event_shape:
@@ -293,9 +296,9 @@ def train_flow_matching(
         x0 = base.sample(config.batch_size, generator=gen, dtype=dtype).to(device)
         s = world.shard(config.batch_size)  # every rank drew the whole minibatch; it trains on its shard
         if config.coupling in PAIRWISE_COUPLINGS:
-            x0, x1 = couple(config.coupling, x0[s], x1[s])
+            x0, x1 = couple(config.coupling, x0[s], x1[s], permute=permute)
         else:  # a batch assignment needs the whole minibatch
-            x0, x1 = (y[s] for y in couple(config.coupling, x0, x1))
+            x0, x1 = (y[s] for y in couple(config.coupling, x0, x1, permute=permute))
         t = torch.rand(config.batch_size, generator=gen, dtype=dtype).to(device)[s]
         w = time_weight(config.time_weighting, t)
         if world.distributed:  # DDP averages the ranks' gradients: scale the shard's share of the mean by K

@@ -40,7 +40,7 @@ from molsample.progress import progress_bar
 from molsample.rewards import TiltReward
 from molsample.sampling.flow_sampler import FlowSampler
 from molsample.sampling.weights import ess
-from molsample.training.coupling import couple
+from molsample.training.coupling import couple, permutes_particles
 from molsample.training.losses import (CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess,
                                       tilt_loss)
 
@@ -146,6 +146,7 @@ class TiltMatching:
             raise ConfigError(f"the tilt pairs (x0, x1) {' or '.join(TILT_COUPLINGS)}, not {coupling!r}: other "
                               "couplings break the ITM fixed point (docs/couplings.md)")
         self.coupling = coupling
+        self._permute = permutes_particles(getattr(field, "spec", {}) or {}, base)  # molecules: rotate only
         self.world = world or World()
         self.field = field
         self._trained: nn.Module | None = None  # the field, wrapped for data-parallel training when distributed
@@ -233,7 +234,7 @@ class TiltMatching:
             t, x0 = self._rand(len(idx)), self._base(len(idx))
             s = world.shard(len(idx))  # every rank drew the whole minibatch; it trains on its shard
             weights = loss_spec.weights(hrb)[s] * world.world_size  # DDP averages the ranks' gradients
-            x0, xb1 = couple(self.coupling, x0[s], xb1[s])
+            x0, xb1 = couple(self.coupling, x0[s], xb1[s], permute=self._permute)
             ps = self.path.sample(x0, xb1, t[s])
             with torch.no_grad():
                 v_prev = frozen(ps.t, ps.xt) if loss_spec.needs_frozen else None

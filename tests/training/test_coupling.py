@@ -57,6 +57,57 @@ def test_equivariant_ot_pairs_each_copy_with_its_original():
     assert torch.allclose(a, b, atol=1e-10)
 
 
+def _rotate(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each configuration of ``x (B, n, 3)`` under its own random proper rotation (atom order kept)."""
+    return torch.stack([xk @ random_orthogonal(3, gen, reflection=False, dtype=x.dtype).T for xk in x])
+
+
+def test_rotation_only_alignment_is_kabsch_and_keeps_the_atom_order():
+    g = torch.Generator().manual_seed(11)
+    x1 = _configs(16, 8, g)
+    aligned, d2 = align_pairs(_rotate(x1, g), x1, permute=False)  # a rotated copy comes back exactly
+    assert d2.max() < 1e-18 and torch.allclose(aligned, x1, atol=1e-10)
+    x0 = _configs(16, 8, g)
+    aligned, d2 = align_pairs(x0, x1, permute=False)
+    # a rotation of x0 with the atoms in their order: every internal distance of each atom pair kept
+    assert torch.allclose(torch.cdist(aligned, aligned), torch.cdist(x0, x0), atol=1e-10)
+    assert torch.allclose(d2, transport_cost(aligned, x1), atol=1e-10)
+    # the optimum over rotations: no random rotation of x0 comes closer to x1
+    for _ in range(20):
+        assert (transport_cost(_rotate(x0, g), x1) >= d2 - 1e-10).all()
+    # and permuting would have come closer still: the molecule's coupling did not permute
+    _, d2_perm = align_pairs(x0, x1, permute=True)
+    assert (d2_perm <= d2 + 1e-10).all() and (d2_perm < d2 - 1e-6).any()
+
+
+def test_rotation_only_equivariant_ot_minimizes_the_aligned_batch_cost():
+    import itertools
+
+    g = torch.Generator().manual_seed(12)
+    x0, x1 = _configs(5, 6, g), _configs(5, 6, g)
+    a, b = couple("equivariant-ot", x0, x1, permute=False)
+    achieved = float(transport_cost(a, b).sum())
+    best = min(float(align_pairs(x0[list(p)], x1, permute=False)[1].sum()) for p in itertools.permutations(range(5)))
+    assert achieved == pytest.approx(best, rel=1e-10)
+    # each x0 was used once and only rotated: its internal distances are among the x0's
+    d0 = torch.cdist(x0, x0)
+    for k in range(5):
+        assert min(float((torch.cdist(a[k], a[k]) - d0[j]).abs().max()) for j in range(5)) < 1e-10
+    # rotated, shuffled copies are paired back with their originals
+    y0 = _rotate(x1, g)[torch.tensor([3, 0, 4, 1, 2])]
+    a, b = couple("equivariant-ot", y0, x1, permute=False)
+    assert torch.allclose(a, x1, atol=1e-10)
+
+
+def test_permutes_particles():
+    from molsample.distributions import HarmonicPrior
+    from molsample.training.coupling import permutes_particles
+
+    assert permutes_particles({"name": "egnn"}, CoMFreeGaussian(4, 3))
+    assert not permutes_particles({"name": "egnn", "atom_types": [0, 1, 2, 3]}, CoMFreeGaussian(4, 3))
+    assert not permutes_particles({"name": "egnn"}, HarmonicPrior(4, 3, [(0, 1), (1, 2), (2, 3)]))
+
+
 @pytest.mark.parametrize("kind", ["ot", "aligned", "equivariant-ot"])
 def test_couplings_shorten_the_pairs(kind):
     g = torch.Generator().manual_seed(3)

@@ -12,7 +12,7 @@ from molsample.distributions import base_distribution
 from molsample.errors import ConfigError
 from molsample.nets import build_net, default_net_spec
 from molsample.rewards import make_reward
-from molsample.training.coupling import transport_cost
+from molsample.training.coupling import couple, transport_cost
 from molsample.training.tilt import TILT_COUPLINGS, TiltConfig, TiltMatching
 
 CFG = TiltConfig(method="itm", h=0.5, steps_per_level=3, n_endpoints=32, endpoints_per_step=8, draws_per_endpoint=2,
@@ -75,14 +75,37 @@ def test_resuming_with_another_coupling_is_refused(dw4, tmp_path):
 
 
 @pytest.mark.parametrize("coupling", ["aligned", "equivariant-ot"])
-def test_permuting_couplings_are_refused_for_typed_atoms(tmp_path, coupling):
+def test_typed_atoms_get_rotation_only_couplings(tmp_path, coupling, monkeypatch):
+    """A molecule's atoms are not interchangeable: pretraining and the tilt couple them by rotations
+    alone (permute=False), identical particles by rotations and permutations."""
+    import molsample.training.flow_matching as fm_module
+    import molsample.training.tilt as tilt_module
     from molsample.stages.pretrain import pretrain_field
     from molsample.training.flow_matching import FlowMatchingConfig
 
+    seen: list[bool] = []
+
+    def spy(kind, x0, x1, **kw):
+        seen.append(kw.get("permute", True))
+        return couple(kind, x0, x1, **kw)
+
+    monkeypatch.setattr(fm_module, "couple", spy)
+    monkeypatch.setattr(tilt_module, "couple", spy)
     system = load_system("dw4")
-    spec = {**default_net_spec(system, "egnn", hidden=8, n_layers=1), "atom_types": [0, 1, 2, 3]}
-    with pytest.raises(ConfigError, match="identical particles"):
-        pretrain_field(spec, torch.zeros(8, 4, 2), base_distribution(system), FlowMatchingConfig(coupling=coupling),
-                       tmp_path / "m.pt", device=torch.device("cpu"), dtype=torch.float32, progress=False,
-                       echo=lambda _: None)
-    assert not (tmp_path / "m.pt").exists()
+    data = base_distribution(system).sample(16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for atom_types, expected in ((None, True), ([0, 1, 2, 3], False)):
+        spec = default_net_spec(system, "egnn", hidden=8, n_layers=1)
+        if atom_types is not None:
+            spec["atom_types"] = atom_types
+        seen.clear()
+        out = tmp_path / f"m-{expected}.pt"
+        field, _, _ = pretrain_field(spec, data, base_distribution(system),
+                                     FlowMatchingConfig(coupling=coupling, steps=2, batch_size=8), out,
+                                     device=torch.device("cpu"), dtype=torch.float64, progress=False,
+                                     echo=lambda _: None)
+        assert out.is_file() and seen == [expected, expected]
+        if coupling in TILT_COUPLINGS:
+            seen.clear()
+            reward = make_reward(system, "temperature", kT0=1.25 * system.kT)
+            TiltMatching(field, base_distribution(system), reward, CFG, seed=0, coupling=coupling).step_level()
+            assert seen and set(seen) == {expected}
