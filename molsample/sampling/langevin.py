@@ -28,14 +28,18 @@ Sample order: ``samples[k * n_chains + c]`` is the k-th kept state of chain c.
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from molsample.distributed import World
-from molsample.errors import ConfigError, EnergyError, ShapeError
+from molsample.errors import ConfigError, EnergyError, RunFileError, ShapeError
+from molsample.io.atomic import save_torch_atomic
 from molsample.sampling.autocorrelation import integrated_autocorrelation_time
 
 EnergyLike = Callable[[Tensor], Tensor]
@@ -220,6 +224,28 @@ class _DualAveraging:
         return self.log_h_avg.exp()
 
 
+@dataclass
+class ChainCheckpoint:
+    """Where a long MCMC run (:func:`~molsample.sampling.mcmc.mala`,
+    :func:`~molsample.sampling.parallel_tempering.parallel_tempering`) saves its state.
+
+    ``path`` is written atomically at most every ``every_s`` seconds of wall time (0: after every
+    step) and read at the start when it exists and was written by a run of the same shape and
+    length; the run then continues where it stopped, drawing the same random numbers an
+    uninterrupted run would (the generator state is part of the checkpoint), so the samples are
+    the same. The file is deleted when the run completes.
+    """
+
+    path: str | os.PathLike
+    every_s: float = 120.0
+
+
+def _dual_state(adapt: _DualAveraging | None) -> dict | None:
+    if adapt is None:
+        return None
+    return {"mu": adapt.mu, "log_h": adapt.log_h, "log_h_avg": adapt.log_h_avg, "h_bar": adapt.h_bar, "t": adapt.t}
+
+
 def _group_mean(values: Tensor, groups: Tensor, n_groups: int) -> Tensor:
     out = torch.zeros(n_groups, dtype=values.dtype, device=values.device).index_add_(0, groups, values)
     cnt = torch.zeros(n_groups, dtype=values.dtype, device=values.device).index_add_(0, groups, torch.ones_like(values))
@@ -255,14 +281,31 @@ def _run(
     progress: bool,
     desc: str,
     allow_nonfinite: bool = False,
+    checkpoint: ChainCheckpoint | None = None,
+    extra_state: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Shared loop of MALA and PT.
 
     Returns kept states ``(n_kept, len(record), n, d)``, their energies ``(n_kept, len(record))``,
     the frozen per-group step ``(n_groups,)``, production acceptance per chain, and the final
-    states and energies of all chains.
+    states and energies of all chains. With ``checkpoint`` the loop saves and resumes its state
+    (:class:`ChainCheckpoint`); ``extra_state`` are the caller's tensors (PT's swap counts) saved
+    and restored with it, in place.
     """
     b, n, d = x.shape
+    n_kept = n_steps // thin
+    ckpt = Path(checkpoint.path) if checkpoint is not None and not kernel.world.distributed else None
+    key = {"shape": [b, n, d], "n_groups": n_groups, "n_steps": n_steps, "burn_in": burn_in, "thin": thin,
+           "record": record.tolist(), "step_size": None if step_size is None else torch.as_tensor(step_size).tolist(),
+           "target_accept": target_accept, "desc": desc}
+    state = _read_chain_checkpoint(ckpt, key)
+    if state is not None:
+        state = {k: v.to(x.device) if isinstance(v, Tensor) and k != "rng" else v for k, v in state.items()}
+        if state["adapt"] is not None:
+            state["adapt"] = {k: v.to(x.device) if isinstance(v, Tensor) else v for k, v in state["adapt"].items()}
+        return _loop(kernel, groups=groups, n_groups=n_groups, target_accept=target_accept, n_steps=n_steps,
+                     burn_in=burn_in, thin=thin, record=record, swap=swap, swap_every=swap_every, progress=progress,
+                     desc=desc, ckpt=ckpt, every_s=checkpoint.every_s, key=key, extra_state=extra_state, state=state)
     dof = (n - 1) * d if kernel.remove_com else n * d
     e, f = kernel.evaluate(x)
     bad = ~torch.isfinite(e)
@@ -291,13 +334,50 @@ def _run(
         if h_group.numel() != n_groups or not torch.all(h_group > 0):
             raise ConfigError(f"step_size must be positive (one value or one per group of {n_groups}), got {step_size}")
         adapt = None
+    state = {"it": 0, "x": x, "e": e, "f": f, "h_group": h_group, "adapt": _dual_state(adapt),
+             "kept_x": torch.empty((n_kept, record.numel(), n, d), dtype=x.dtype, device=x.device),
+             "kept_e": torch.empty((n_kept, record.numel()), dtype=x.dtype, device=x.device),
+             "acc": torch.zeros(b, dtype=x.dtype, device=x.device), "k": 0}
+    return _loop(kernel, groups=groups, n_groups=n_groups, target_accept=target_accept, n_steps=n_steps,
+                 burn_in=burn_in, thin=thin, record=record, swap=swap, swap_every=swap_every, progress=progress,
+                 desc=desc, ckpt=ckpt, every_s=checkpoint.every_s if checkpoint is not None else 0.0, key=key,
+                 extra_state=extra_state, state=state)
 
-    n_kept = n_steps // thin
-    kept_x = torch.empty((n_kept, record.numel(), n, d), dtype=x.dtype, device=x.device)
-    kept_e = torch.empty((n_kept, record.numel()), dtype=x.dtype, device=x.device)
-    acc = torch.zeros(b, dtype=x.dtype, device=x.device)
-    k = 0
-    for it in _progress(range(burn_in + n_steps), progress, desc):
+
+def _read_chain_checkpoint(ckpt: Path | None, key: dict) -> dict | None:
+    """The saved loop state when ``ckpt`` exists and was written with ``key``, else ``None``."""
+    if ckpt is None or not ckpt.is_file():
+        return None
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise RunFileError(f"cannot read the MCMC checkpoint {ckpt}: {exc}; delete it to start over") from exc
+    if saved.get("key") != key:
+        raise ConfigError(f"the MCMC checkpoint {ckpt} was written by a run with other settings "
+                          f"({saved.get('key')} against {key}); delete it to start over")
+    return saved["state"]
+
+
+def _loop(kernel: _Langevin, *, groups: Tensor, n_groups: int, target_accept: float, n_steps: int, burn_in: int,
+          thin: int, record: Tensor, swap, swap_every: int, progress: bool, desc: str, ckpt: Path | None,
+          every_s: float, key: dict, extra_state: dict[str, Tensor] | None,
+          state: dict) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The sampling loop of :func:`_run` from ``state`` (fresh or read from a checkpoint)."""
+    x, e, f, h_group = state["x"], state["e"], state["f"], state["h_group"]
+    kept_x, kept_e, acc, k, start = state["kept_x"], state["kept_e"], state["acc"], state["k"], state["it"]
+    adapt: _DualAveraging | None = None
+    if state["adapt"] is not None:
+        a = state["adapt"]
+        adapt = _DualAveraging(a["log_h"], target_accept)
+        adapt.mu, adapt.log_h_avg, adapt.h_bar, adapt.t = a["mu"], a["log_h_avg"], a["h_bar"], a["t"]
+    if start > 0:  # resumed: the generator, the evaluation count and the caller's counters come back too
+        _set_rng(kernel.generator, state["rng"])
+        kernel.n_evals = state["n_evals"]
+        for name, t in (extra_state or {}).items():
+            t.copy_(state["extra"][name])
+    last_save = time.monotonic()
+    total = burn_in + n_steps
+    for it in _progress(range(start, total), progress, desc):
         production = it >= burn_in
         if adapt is not None and it == burn_in:
             h_group = adapt.final()
@@ -309,14 +389,33 @@ def _run(
             acc += accepted.to(acc.dtype)
         if swap is not None and (it + 1) % swap_every == 0:
             x, e, f = swap(x, e, f, (it + 1) // swap_every, production)
-        if production and (it - burn_in + 1) % thin == 0 and k < n_kept:
+        if production and (it - burn_in + 1) % thin == 0 and k < kept_x.shape[0]:
             kept_x[k] = x[record]
             kept_e[k] = e[record]
             k += 1
+        if ckpt is not None and it + 1 < total and time.monotonic() - last_save >= every_s:
+            save_torch_atomic({"key": key, "state": {
+                "it": it + 1, "x": x, "e": e, "f": f, "h_group": h_group, "adapt": _dual_state(adapt),
+                "kept_x": kept_x, "kept_e": kept_e, "acc": acc, "k": k, "rng": _get_rng(kernel.generator),
+                "n_evals": kernel.n_evals, "extra": {n: t.clone() for n, t in (extra_state or {}).items()}}}, ckpt)
+            last_save = time.monotonic()
     if adapt is not None:  # n_steps == 0: report the adapted step
         h_group = adapt.final()
     acc = acc / max(n_steps, 1)
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
     return kept_x, kept_e, h_group, acc, x, e
+
+
+def _get_rng(generator: torch.Generator | None) -> Tensor:
+    return generator.get_state() if generator is not None else torch.get_rng_state()
+
+
+def _set_rng(generator: torch.Generator | None, rng: Tensor) -> None:
+    if generator is not None:
+        generator.set_state(rng)
+    else:
+        torch.set_rng_state(rng)
 
 
 def _tau(trace: Tensor) -> float | None:

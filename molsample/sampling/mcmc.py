@@ -16,11 +16,12 @@ from torch import Tensor
 from molsample.distributed import World
 from molsample.errors import ConfigError, EnergyError
 from molsample.sampling.autocorrelation import integrated_autocorrelation_time
-from molsample.sampling.langevin import (EnergyLike, MCMCResult, _check_counts, _check_target_accept,
-                                         _energy_and_force, _Langevin, _prepare, _run, _tau)
+from molsample.sampling.langevin import (ChainCheckpoint, EnergyLike, MCMCResult, _check_counts,
+                                         _check_target_accept, _energy_and_force, _Langevin, _prepare, _run, _tau)
 from molsample.sampling.parallel_tempering import geometric_ladder, parallel_tempering
 
 __all__ = [
+    "ChainCheckpoint",
     "MCMCResult",
     "geometric_ladder",
     "integrated_autocorrelation_time",
@@ -46,6 +47,7 @@ def mala(
     generator: torch.Generator | None = None,
     progress: bool = False,
     world: World | None = None,
+    checkpoint: ChainCheckpoint | None = None,
 ) -> MCMCResult:
     """Metropolis-adjusted Langevin sampling of exp(−E/kT) with many chains in one tensor.
 
@@ -62,6 +64,8 @@ def mala(
         generator: torch random generator (seed it for reproducible chains).
         progress: show a tqdm bar.
         world: ranks that share the energy evaluations (each its shard of the chains).
+        checkpoint: save the chains' state there and resume from it (:class:`ChainCheckpoint`;
+            not with a distributed ``world``).
     Returns:
         :class:`MCMCResult` with ``chains · (n_steps // thin)`` samples.
     """
@@ -82,7 +86,7 @@ def mala(
     kept_x, kept_e, h, acc, _, _ = _run(
         kernel, x, groups=groups, n_groups=n_groups, step_size=step_size, target_accept=target_accept,
         n_steps=n_steps, burn_in=burn_in, thin=thin, record=torch.arange(b, device=x.device),
-        swap=None, swap_every=1, progress=progress, desc="MALA",
+        swap=None, swap_every=1, progress=progress, desc="MALA", checkpoint=checkpoint,
     )
     return MCMCResult(
         samples=kept_x.reshape(-1, *x.shape[1:]),

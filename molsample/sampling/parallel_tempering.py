@@ -9,8 +9,8 @@ from torch import Tensor
 
 from molsample.distributed import World
 from molsample.errors import ConfigError
-from molsample.sampling.langevin import (EnergyLike, MCMCResult, _check_counts, _check_target_accept, _group_mean,
-                                         _Langevin, _prepare, _run, _tau)
+from molsample.sampling.langevin import (ChainCheckpoint, EnergyLike, MCMCResult, _check_counts, _check_target_accept,
+                                         _group_mean, _Langevin, _prepare, _run, _tau)
 
 __all__ = ["geometric_ladder", "parallel_tempering"]
 
@@ -45,6 +45,7 @@ def parallel_tempering(
     generator: torch.Generator | None = None,
     progress: bool = False,
     world: World | None = None,
+    checkpoint: ChainCheckpoint | None = None,
 ) -> MCMCResult:
     """Replica exchange with MALA moves; returns the samples at ``kTs[0]`` (the target).
 
@@ -59,6 +60,8 @@ def parallel_tempering(
         x_init: ``(chains, n, d)``, copied to every temperature.
         step_size: fixed step, one value or one per temperature; ``None`` adapts during burn-in.
         world: ranks that share the energy evaluations (each its shard of the replicas).
+        checkpoint: save the replicas' state (and the swap counts) there and resume from it
+            (:class:`~molsample.sampling.langevin.ChainCheckpoint`; not with a distributed ``world``).
     """
     _check_counts(n_steps, burn_in, thin)
     _check_target_accept(target_accept)
@@ -106,7 +109,8 @@ def parallel_tempering(
     kept_x, kept_e, h, acc, _, _ = _run(
         kernel, x, groups=groups, n_groups=n_t, step_size=step_size, target_accept=target_accept,
         n_steps=n_steps, burn_in=burn_in, thin=thin, record=torch.arange(chains, device=x.device),
-        swap=swap, swap_every=swap_every, progress=progress, desc="PT",
+        swap=swap, swap_every=swap_every, progress=progress, desc="PT", checkpoint=checkpoint,
+        extra_state={"swap_acc": swap_acc, "swap_try": swap_try},
     )
     acc_t = _group_mean(acc, groups, n_t)
     rates = (swap_acc / swap_try.clamp_min(1)).tolist()

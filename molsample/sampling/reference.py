@@ -44,7 +44,7 @@ from molsample.errors import ConfigError, DistributedError, RunFileError
 from molsample.io.cache import digest
 from molsample.io.hdf5 import RunFile
 from molsample.sampling.initial_configurations import initial_configurations
-from molsample.sampling.mcmc import geometric_ladder, mala, parallel_tempering
+from molsample.sampling.mcmc import ChainCheckpoint, geometric_ladder, mala, parallel_tempering
 from molsample.sampling.reference_settings import METHODS, _resolve_settings, default_settings, resolve_method
 
 __all__ = [
@@ -110,6 +110,7 @@ def generate_reference(
     seed: int = 0,
     progress: bool = True,
     world: World | None = None,
+    checkpoint: str | os.PathLike | None = None,
     **settings: Any,
 ) -> ReferenceResult:
     """Draw ``n`` reference samples of exp(−E/kT) for ``system``.
@@ -124,6 +125,9 @@ def generate_reference(
         progress: tqdm progress bars.
         world: ranks that share the energy evaluations of the MCMC chains (``mala``, ``pt``);
             ``exact``, ``md`` and ``remd`` refuse a distributed world.
+        checkpoint: ``mala`` and ``pt``: a file where the chains save their state every two
+            minutes and from which a rerun with the same arguments resumes, giving the same samples
+            (:class:`~molsample.sampling.langevin.ChainCheckpoint`); deleted at the end.
         settings: overrides of :func:`default_settings` (``steps`` is a spelling of ``thin`` /
             ``steps_per_frame``; ``n_steps`` = production steps per chain (MD: in all), converted to
             ``thin`` = n_steps // ⌈n/chains⌉ (MD: ``steps_per_frame`` = n_steps // n)) — MCMC: ``chains``, ``burn_in``,
@@ -194,7 +198,8 @@ def generate_reference(
         n_kept = math.ceil(n / cfg["chains"])
         common = dict(n_steps=n_kept * cfg["thin"], burn_in=cfg["burn_in"], thin=cfg["thin"], step_size=cfg["step_size"],
                       target_accept=cfg["target_accept"], tame=cfg["tame"], remove_com=system.remove_com, generator=g,
-                      progress=progress, world=world)
+                      progress=progress, world=world,
+                      checkpoint=ChainCheckpoint(checkpoint) if checkpoint is not None else None)
         if method == "mala":
             r = mala(system.energy, kT, x0, **common)
             diag.update(step_size=_plain(r.step_size))
@@ -366,6 +371,8 @@ def load_or_generate_reference(
     them there (rank 0 writes).
 
     ``diagnostics["cache"]`` is ``"hit"`` or ``"miss"`` and ``diagnostics["path"]`` the file.
+    MALA and PT runs checkpoint to ``<cache file>.ckpt.pt`` beside it, so a run that was stopped
+    resumes when it is asked for again (same samples as an uninterrupted run).
     A damaged cache file is regenerated; ``refresh=True`` always regenerates.
     """
     kT = float(system.kT if kT is None else kT)
@@ -380,7 +387,9 @@ def load_or_generate_reference(
                 return result
         except RunFileError:
             pass
-    result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress, world=world, **cfg)
+    ckpt = path.with_name(path.stem + ".ckpt.pt") if resolved in ("mala", "pt") else None  # a stopped run resumes
+    result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress, world=world,
+                                checkpoint=ckpt, **cfg)
     if world is None or world.is_main:
         write_reference(result, path, system)
     result.diagnostics.update(cache="miss", path=str(path))

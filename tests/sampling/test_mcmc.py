@@ -232,3 +232,67 @@ def test_user_errors(gaussian):
         parallel_tempering(gaussian, [2.0, 1.0], x0, n_steps=1, burn_in=1)
     with pytest.raises(EnergyError, match="non-finite"):
         mala(LennardJones(3, 3), 1.0, torch.full((4, 3, 3), math.nan, dtype=torch.float64), n_steps=1, burn_in=1)
+
+
+# --------------------------------------------------------------------------- checkpoint and resume
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAfter(Energy):
+    """An energy that raises after ``calls`` evaluations: a run killed part-way."""
+
+    def __init__(self, inner: Energy, calls: int) -> None:
+        super().__init__(inner.n_particles, inner.dim)
+        self.inner, self.calls = inner, calls
+
+    def _energy(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls -= 1
+        if self.calls < 0:
+            raise _Stop
+        return self.inner._energy(x)
+
+
+@pytest.mark.parametrize("sampler", ["mala", "pt"])
+def test_a_stopped_chain_resumes_to_the_same_samples(tmp_path, sampler):
+    from molsample.sampling.mcmc import ChainCheckpoint
+
+    well = DoubleWell1D()
+    x0 = torch.full((6, 1, 1), -1.0, dtype=torch.float64)
+
+    def run(energy, checkpoint=None):
+        kw = dict(n_steps=60, burn_in=40, thin=3, generator=torch.Generator().manual_seed(7), remove_com=False,
+                  checkpoint=checkpoint)
+        if sampler == "mala":
+            return mala(energy, 0.5, x0, **kw)
+        return parallel_tempering(energy, [0.5, 1.0, 2.0], x0, swap_every=2, **kw)
+
+    full = run(well)
+    ckpt = ChainCheckpoint(tmp_path / "chains.ckpt.pt", every_s=0.0)
+    with pytest.raises(_Stop):  # stopped in production, after burn-in and some kept samples
+        run(_StopAfter(well, 75), ckpt)
+    assert ckpt.path.is_file()
+    resumed = run(well, ckpt)
+    assert torch.equal(resumed.samples, full.samples) and torch.equal(resumed.energies, full.energies)
+    assert resumed.n_energy_evals == full.n_energy_evals and resumed.acceptance == full.acceptance
+    assert torch.equal(torch.as_tensor(resumed.step_size), torch.as_tensor(full.step_size))
+    if sampler == "pt":
+        assert resumed.swap_rates == full.swap_rates
+    assert not ckpt.path.exists()  # removed once the run completed
+    with pytest.raises(_Stop):  # stopped during burn-in (the step size still adapting)
+        run(_StopAfter(well, 20), ckpt)
+    assert torch.equal(run(well, ckpt).samples, full.samples)
+
+
+def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
+    from molsample.sampling.mcmc import ChainCheckpoint
+
+    well = DoubleWell1D()
+    x0 = torch.full((4, 1, 1), -1.0, dtype=torch.float64)
+    ckpt = ChainCheckpoint(tmp_path / "c.pt", every_s=0.0)
+    with pytest.raises(_Stop):
+        mala(_StopAfter(well, 30), 0.5, x0, n_steps=40, burn_in=20, remove_com=False, checkpoint=ckpt)
+    with pytest.raises(ConfigError, match="other settings"):
+        mala(well, 0.5, x0, n_steps=80, burn_in=20, remove_com=False, checkpoint=ckpt)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -137,6 +139,9 @@ def test_cache_reuses_matching_runs_only(tmp_path, dw4, monkeypatch):
         fh.write(b"not hdf5")
     f = ref.load_or_generate_reference(dw4, 50, **kw)
     assert f.diagnostics["cache"] == "miss" and len(calls) == 5
+    # the chains checkpoint beside their cache file (so a stopped run resumes), removed when done
+    assert calls[0]["checkpoint"] == Path(a.diagnostics["path"]).with_suffix(".ckpt.pt")
+    assert not list(tmp_path.glob("*.ckpt.pt"))
 
 
 def test_cache_key_depends_on_system_parameters(tmp_path):
