@@ -40,7 +40,8 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
     ``checkpoint_dir/pretrain-<key>.pt``) and resumes from it. With a distributed ``world`` the
     ranks share every minibatch and rank 0 writes the files.
     Returns ``(field, history, train_cpu_s)``: history empty when reused; ``train_cpu_s`` the CPU
-    seconds (all ranks) the training took, stored in the file (``None`` for files from before it was).
+    seconds (all ranks, every invocation of a resumed training) the training took, stored in the
+    file (``None`` for files from before it was).
     """
     fingerprint = "exact sampler" if callable(data) else [len(data), float(data.sum())]
     keyed = {"spec": spec, "fm": fm.key_dict(), "data": fingerprint}
@@ -60,7 +61,9 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
     cpu0 = time.process_time()
     hist = train_flow_matching(field, source, base, fm, checkpoint_path=checkpoint, progress=progress, resume=resume,
                                world=world)
-    cpu = (world or World()).sum(time.process_time() - cpu0)  # all ranks; this invocation's share of a resumed training
+    cpu = (world or World()).sum(time.process_time() - cpu0)  # all ranks, this invocation
+    if checkpoint is not None and Path(checkpoint).is_file():  # a resumed training: every invocation's CPU
+        cpu = max(cpu, float(torch.load(checkpoint, map_location="cpu", weights_only=False).get("cpu_s") or 0.0))
     if world is None or world.is_main:
         save_model(out, field, key=key, history=hist, a=0.0, config=dataclasses.asdict(fm), train_cpu_s=cpu,
                    base=repr(base), **(meta or {}))

@@ -19,6 +19,7 @@ import copy
 import math
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -189,7 +190,8 @@ def train_flow_matching(
             the data are centred (x1 − mean over particles) first.
         config: hyperparameters (default :class:`FlowMatchingConfig`).
         checkpoint_path: file for checkpoints (field, optimizer, EMA, step, generator state,
-            history), written atomically every ``config.checkpoint_every`` steps and at the end.
+            history, and ``cpu_s``: the training's CPU seconds over all ranks and every invocation
+            so far), written atomically every ``config.checkpoint_every`` steps and at the end.
         progress: show a progress bar.
         resume: continue from ``checkpoint_path`` when it exists.
         callback: ``callback(step, loss)`` after every step (step counts from 1).
@@ -234,6 +236,7 @@ def train_flow_matching(
             p.requires_grad_(False)
     history: dict[str, list] = {"step": [], "loss": []}
     start = 0
+    cpu_before, cpu0 = 0.0, time.process_time()  # CPU of earlier invocations (from the checkpoint), this one's start
 
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and resume and ckpt.is_file():
@@ -259,14 +262,19 @@ def train_flow_matching(
         gen.set_state(state["rng"])
         history = {"step": list(state["history"]["step"]), "loss": list(state["history"]["loss"])}
         start = int(state["step"])
+        cpu_before = float(state.get("cpu_s") or 0.0)
 
     world = world or World()
     trained = ddp(field, world)
 
     def save(step: int) -> None:
-        if ckpt is None or not world.is_main:
+        if ckpt is None:
+            return
+        cpu_s = cpu_before + world.sum(time.process_time() - cpu0)  # every rank calls save: a collective
+        if not world.is_main:
             return
         save_torch_atomic({
+            "cpu_s": cpu_s,
             "step": step,
             "field": field.state_dict(),
             "optimizer": opt.state_dict(),

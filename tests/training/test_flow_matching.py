@@ -274,3 +274,34 @@ def test_pretrain_endpoint_parametrisation_from_the_cli(tmp_path, capsys):
                             str(tmp_path / "m2"), "--steps", "1", "--parametrisation", "endpoint", "--path", "trig"],
                            capsys)
     assert code == 2 and "--path linear" in err
+
+
+def test_a_resumed_pretraining_counts_the_cpu_of_every_invocation(tmp_path, monkeypatch):
+    """The training checkpoint carries the CPU seconds so far, so a field trained over two
+    invocations records both (its cost when it is reused by another run)."""
+    from molsample.stages.pretrain import pretrain_field
+
+    data = RingMixture().sample(512, torch.Generator().manual_seed(0)).float()
+    spec = {"name": "mlp", "n_particles": 1, "dim": 2, "hidden": 64, "n_freqs": 4, "n_layers": 2}
+    fm = FlowMatchingConfig(steps=200, batch_size=256, checkpoint_every=150)
+    ckpt = tmp_path / "fm.ckpt"
+
+    def stop(step, loss):
+        if step == 190:
+            raise _Interrupt
+
+    import molsample.stages.pretrain as pretrain_module
+
+    with monkeypatch.context() as m:  # the first invocation is stopped at step 190
+        m.setattr(pretrain_module, "train_flow_matching", lambda *a, **k: train_flow_matching(*a, **k, callback=stop))
+        with pytest.raises(_Interrupt):
+            pretrain_field(spec, data, StandardGaussian((1, 2)), fm, tmp_path / "m.pt", device=torch.device("cpu"),
+                           dtype=torch.float32, checkpoint=ckpt, progress=False, echo=lambda _: None)
+    first = torch.load(ckpt, weights_only=False)
+    assert first["step"] == 150 and first["cpu_s"] > 0
+    _, _, cpu = pretrain_field(spec, data, StandardGaussian((1, 2)), fm, tmp_path / "m.pt",
+                               device=torch.device("cpu"), dtype=torch.float32, checkpoint=ckpt, progress=False,
+                               echo=lambda _: None)
+    # the resumed invocation trained 50 steps; the field's cost covers the first invocation's 150 as well
+    assert cpu >= first["cpu_s"] and torch.load(ckpt, weights_only=False)["cpu_s"] == pytest.approx(cpu)
+    assert load_model(tmp_path / "m.pt")[1]["train_cpu_s"] == pytest.approx(cpu)
