@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from molsample.nets.wrapped import WrappedVelocity
+
 __all__ = ["ENDPOINT_MIN_GAP", "PARAMETRISATIONS", "EndpointVelocity"]
 
 #: the clamp g_min of the gap 1 − t: the field is d / 0.05 = 20·d at t ≥ 0.95
@@ -31,7 +33,7 @@ ENDPOINT_MIN_GAP = 0.05
 PARAMETRISATIONS = ("velocity", "endpoint")
 
 
-class EndpointVelocity(nn.Module):
+class EndpointVelocity(WrappedVelocity):
     """``b(t, x) = net(t, x) / max(1 − t, g_min)`` for ``x: (batch, n_particles, dim)``.
 
     Args:
@@ -42,16 +44,12 @@ class EndpointVelocity(nn.Module):
     """
 
     def __init__(self, net: nn.Module, min_gap: float = ENDPOINT_MIN_GAP) -> None:
-        super().__init__()
         if not 0.0 < float(min_gap) <= 1.0:
             from molsample.errors import ConfigError
 
             raise ConfigError(f"min_gap must be in (0, 1], got {min_gap!r}")
-        self.net = net
+        super().__init__(net)
         self.min_gap = float(min_gap)
-        if hasattr(net, "velocity_and_divergence"):
-            # an instance attribute, so that fields without their own divergence keep the generic one
-            self.velocity_and_divergence = self._velocity_and_divergence
 
     @property
     def spec(self) -> dict:

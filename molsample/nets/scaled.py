@@ -20,11 +20,12 @@ import math
 from torch import Tensor, nn
 
 from molsample.errors import ConfigError
+from molsample.nets.wrapped import WrappedVelocity
 
 __all__ = ["ScaledVelocity"]
 
 
-class ScaledVelocity(nn.Module):
+class ScaledVelocity(WrappedVelocity):
     """``b(t, x) = σ · net(t, x / σ)`` for ``x: (batch, n_particles, dim)`` in the system's length unit.
 
     Args:
@@ -33,14 +34,10 @@ class ScaledVelocity(nn.Module):
     """
 
     def __init__(self, net: nn.Module, length_scale: float) -> None:
-        super().__init__()
         if not (isinstance(length_scale, (int, float)) and math.isfinite(length_scale) and length_scale > 0):
             raise ConfigError(f"length_scale must be a positive number, got {length_scale!r}")
-        self.net = net
+        super().__init__(net)
         self.length_scale = float(length_scale)
-        if hasattr(net, "velocity_and_divergence"):
-            # an instance attribute, so that fields without their own divergence keep the generic one
-            self.velocity_and_divergence = self._velocity_and_divergence
 
     @property
     def spec(self) -> dict:
