@@ -223,6 +223,12 @@ class _DualAveraging:
     def final(self) -> Tensor:
         return self.log_h_avg.exp()
 
+    def to(self, device: torch.device) -> _DualAveraging:
+        """Move the adaptation's tensors to ``device`` (a checkpoint read on another device)."""
+        self.mu, self.log_h, self.log_h_avg, self.h_bar = (
+            v.to(device) for v in (self.mu, self.log_h, self.log_h_avg, self.h_bar))
+        return self
+
 
 @dataclass
 class ChainCheckpoint:
@@ -238,12 +244,6 @@ class ChainCheckpoint:
 
     path: str | os.PathLike
     every_s: float = 120.0
-
-
-def _dual_state(adapt: _DualAveraging | None) -> dict | None:
-    if adapt is None:
-        return None
-    return {"mu": adapt.mu, "log_h": adapt.log_h, "log_h_avg": adapt.log_h_avg, "h_bar": adapt.h_bar, "t": adapt.t}
 
 
 def _group_mean(values: Tensor, groups: Tensor, n_groups: int) -> Tensor:
@@ -292,20 +292,60 @@ def _run(
     (:class:`ChainCheckpoint`); ``extra_state`` are the caller's tensors (PT's swap counts) saved
     and restored with it, in place.
     """
-    b, n, d = x.shape
-    n_kept = n_steps // thin
     ckpt = Path(checkpoint.path) if checkpoint is not None and not kernel.world.distributed else None
-    key = {"shape": [b, n, d], "n_groups": n_groups, "n_steps": n_steps, "burn_in": burn_in, "thin": thin,
+    key = {"shape": list(x.shape), "n_groups": n_groups, "n_steps": n_steps, "burn_in": burn_in, "thin": thin,
            "record": record.tolist(), "step_size": None if step_size is None else torch.as_tensor(step_size).tolist(),
            "target_accept": target_accept, "desc": desc}
-    state = _read_chain_checkpoint(ckpt, key)
-    if state is not None:
-        state = {k: v.to(x.device) if isinstance(v, Tensor) and k != "rng" else v for k, v in state.items()}
-        if state["adapt"] is not None:
-            state["adapt"] = {k: v.to(x.device) if isinstance(v, Tensor) else v for k, v in state["adapt"].items()}
-        return _loop(kernel, groups=groups, n_groups=n_groups, target_accept=target_accept, n_steps=n_steps,
-                     burn_in=burn_in, thin=thin, record=record, swap=swap, swap_every=swap_every, progress=progress,
-                     desc=desc, ckpt=ckpt, every_s=checkpoint.every_s, key=key, extra_state=extra_state, state=state)
+    state = _read_chain_checkpoint(ckpt, key, x.device)
+    if state is None:
+        state = _start_state(kernel, x, groups=groups, n_groups=n_groups, step_size=step_size,
+                             target_accept=target_accept, burn_in=burn_in, n_kept=n_steps // thin, record=record,
+                             allow_nonfinite=allow_nonfinite)
+    else:  # resumed: the generator, the evaluation count and the caller's counters come back too
+        _set_rng(kernel.generator, state["rng"])
+        kernel.n_evals = state["n_evals"]
+        for name, t in (extra_state or {}).items():
+            t.copy_(state["extra"][name])
+    x, e, f, h_group, adapt = state["x"], state["e"], state["f"], state["h_group"], state["adapt"]
+    kept_x, kept_e, acc, k = state["kept_x"], state["kept_e"], state["acc"], state["k"]
+    last_save = time.monotonic()
+    total = burn_in + n_steps
+    for it in _progress(range(state["it"], total), progress, desc):
+        production = it >= burn_in
+        if adapt is not None and it == burn_in:
+            h_group = adapt.final()
+            adapt = None
+        x, e, f, alpha, accepted = kernel.step(x, e, f, h_group[groups])
+        if adapt is not None:
+            h_group = adapt.update(_group_mean(alpha, groups, n_groups))
+        if production:
+            acc += accepted.to(acc.dtype)
+        if swap is not None and (it + 1) % swap_every == 0:
+            x, e, f = swap(x, e, f, (it + 1) // swap_every, production)
+        if production and (it - burn_in + 1) % thin == 0 and k < kept_x.shape[0]:
+            kept_x[k] = x[record]
+            kept_e[k] = e[record]
+            k += 1
+        if ckpt is not None and it + 1 < total and time.monotonic() - last_save >= checkpoint.every_s:
+            save_torch_atomic({"key": key, "state": {
+                "it": it + 1, "x": x, "e": e, "f": f, "h_group": h_group, "adapt": adapt,
+                "kept_x": kept_x, "kept_e": kept_e, "acc": acc, "k": k, "rng": _get_rng(kernel.generator),
+                "n_evals": kernel.n_evals, "extra": {n: t.clone() for n, t in (extra_state or {}).items()}}}, ckpt)
+            last_save = time.monotonic()
+    if adapt is not None:  # n_steps == 0: report the adapted step
+        h_group = adapt.final()
+    acc = acc / max(n_steps, 1)
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
+    return kept_x, kept_e, h_group, acc, x, e
+
+
+def _start_state(kernel: _Langevin, x: Tensor, *, groups: Tensor, n_groups: int,
+                 step_size: float | Sequence[float] | Tensor | None, target_accept: float, burn_in: int,
+                 n_kept: int, record: Tensor, allow_nonfinite: bool) -> dict:
+    """The loop state of :func:`_run` at step 0: energies and forces of ``x``, the first step size
+    (and its adaptation), empty sample buffers."""
+    b, n, d = x.shape
     dof = (n - 1) * d if kernel.remove_com else n * d
     e, f = kernel.evaluate(x)
     bad = ~torch.isfinite(e)
@@ -334,18 +374,15 @@ def _run(
         if h_group.numel() != n_groups or not torch.all(h_group > 0):
             raise ConfigError(f"step_size must be positive (one value or one per group of {n_groups}), got {step_size}")
         adapt = None
-    state = {"it": 0, "x": x, "e": e, "f": f, "h_group": h_group, "adapt": _dual_state(adapt),
-             "kept_x": torch.empty((n_kept, record.numel(), n, d), dtype=x.dtype, device=x.device),
-             "kept_e": torch.empty((n_kept, record.numel()), dtype=x.dtype, device=x.device),
-             "acc": torch.zeros(b, dtype=x.dtype, device=x.device), "k": 0}
-    return _loop(kernel, groups=groups, n_groups=n_groups, target_accept=target_accept, n_steps=n_steps,
-                 burn_in=burn_in, thin=thin, record=record, swap=swap, swap_every=swap_every, progress=progress,
-                 desc=desc, ckpt=ckpt, every_s=checkpoint.every_s if checkpoint is not None else 0.0, key=key,
-                 extra_state=extra_state, state=state)
+    return {"it": 0, "x": x, "e": e, "f": f, "h_group": h_group, "adapt": adapt,
+            "kept_x": torch.empty((n_kept, record.numel(), n, d), dtype=x.dtype, device=x.device),
+            "kept_e": torch.empty((n_kept, record.numel()), dtype=x.dtype, device=x.device),
+            "acc": torch.zeros(b, dtype=x.dtype, device=x.device), "k": 0}
 
 
-def _read_chain_checkpoint(ckpt: Path | None, key: dict) -> dict | None:
-    """The saved loop state when ``ckpt`` exists and was written with ``key``, else ``None``."""
+def _read_chain_checkpoint(ckpt: Path | None, key: dict, device: torch.device) -> dict | None:
+    """The saved loop state (tensors on ``device``) when ``ckpt`` exists and was written with
+    ``key``, else ``None``."""
     if ckpt is None or not ckpt.is_file():
         return None
     try:
@@ -355,56 +392,10 @@ def _read_chain_checkpoint(ckpt: Path | None, key: dict) -> dict | None:
     if saved.get("key") != key:
         raise ConfigError(f"the MCMC checkpoint {ckpt} was written by a run with other settings "
                           f"({saved.get('key')} against {key}); delete it to start over")
-    return saved["state"]
-
-
-def _loop(kernel: _Langevin, *, groups: Tensor, n_groups: int, target_accept: float, n_steps: int, burn_in: int,
-          thin: int, record: Tensor, swap, swap_every: int, progress: bool, desc: str, ckpt: Path | None,
-          every_s: float, key: dict, extra_state: dict[str, Tensor] | None,
-          state: dict) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The sampling loop of :func:`_run` from ``state`` (fresh or read from a checkpoint)."""
-    x, e, f, h_group = state["x"], state["e"], state["f"], state["h_group"]
-    kept_x, kept_e, acc, k, start = state["kept_x"], state["kept_e"], state["acc"], state["k"], state["it"]
-    adapt: _DualAveraging | None = None
+    state = {k: v.to(device) if isinstance(v, Tensor) and k != "rng" else v for k, v in saved["state"].items()}
     if state["adapt"] is not None:
-        a = state["adapt"]
-        adapt = _DualAveraging(a["log_h"], target_accept)
-        adapt.mu, adapt.log_h_avg, adapt.h_bar, adapt.t = a["mu"], a["log_h_avg"], a["h_bar"], a["t"]
-    if start > 0:  # resumed: the generator, the evaluation count and the caller's counters come back too
-        _set_rng(kernel.generator, state["rng"])
-        kernel.n_evals = state["n_evals"]
-        for name, t in (extra_state or {}).items():
-            t.copy_(state["extra"][name])
-    last_save = time.monotonic()
-    total = burn_in + n_steps
-    for it in _progress(range(start, total), progress, desc):
-        production = it >= burn_in
-        if adapt is not None and it == burn_in:
-            h_group = adapt.final()
-            adapt = None
-        x, e, f, alpha, accepted = kernel.step(x, e, f, h_group[groups])
-        if adapt is not None:
-            h_group = adapt.update(_group_mean(alpha, groups, n_groups))
-        if production:
-            acc += accepted.to(acc.dtype)
-        if swap is not None and (it + 1) % swap_every == 0:
-            x, e, f = swap(x, e, f, (it + 1) // swap_every, production)
-        if production and (it - burn_in + 1) % thin == 0 and k < kept_x.shape[0]:
-            kept_x[k] = x[record]
-            kept_e[k] = e[record]
-            k += 1
-        if ckpt is not None and it + 1 < total and time.monotonic() - last_save >= every_s:
-            save_torch_atomic({"key": key, "state": {
-                "it": it + 1, "x": x, "e": e, "f": f, "h_group": h_group, "adapt": _dual_state(adapt),
-                "kept_x": kept_x, "kept_e": kept_e, "acc": acc, "k": k, "rng": _get_rng(kernel.generator),
-                "n_evals": kernel.n_evals, "extra": {n: t.clone() for n, t in (extra_state or {}).items()}}}, ckpt)
-            last_save = time.monotonic()
-    if adapt is not None:  # n_steps == 0: report the adapted step
-        h_group = adapt.final()
-    acc = acc / max(n_steps, 1)
-    if ckpt is not None:
-        ckpt.unlink(missing_ok=True)
-    return kept_x, kept_e, h_group, acc, x, e
+        state["adapt"].to(device)
+    return state
 
 
 def _get_rng(generator: torch.Generator | None) -> Tensor:
