@@ -129,14 +129,14 @@ def bonds_figure(d: RunData) -> FigureOut | None:
     bonds = bond_index(d.flow.topology)
     if d.shape[2] != 3 or bonds.shape[0] == 0:
         return None
-    sets = [Series(d.main_label, d.flow.x, None, "flow")]
+    flow = bond_lengths(d.flow.x, bonds)  # (n, n_bonds), also the reweighted set's
+    sets = [Series(d.main_label, flow, None, "flow")]
     if d.weights is not None:
-        sets.append(Series("reweighted", d.flow.x, d.weights, "reweighted"))
-    sets += [Series(s.label, s.x, None, role) for s, role in d.extras]
-    if d.ref is not None and d.ref.x.shape[1:] == d.flow.x.shape[1:]:
-        sets.append(Series(d.ref.label, d.ref.x, None, "reference"))
-    lengths = [bond_lengths(s.values, bonds) for s in sets]
-    groups = {name: [Series(s.label, L[:, idx], s.weights, s.role) for s, L in zip(sets, lengths)]
+        sets.append(Series("reweighted", flow, d.weights, "reweighted"))
+    sets += [Series(s.label, bond_lengths(s.x, bonds), None, role) for s, role in d.extras]
+    if d.ref is not None:
+        sets.append(Series(d.ref.label, bond_lengths(d.ref.x, bonds), None, "reference"))
+    groups = {name: [Series(s.label, s.values[:, idx], s.weights, s.role) for s in sets]
               for name, idx in bond_groups(d.flow.topology).items()}
     caption = ("Bond lengths by the elements they join, pooled over the bonds of each group and all samples; "
                "a flow that resolves the bonds matches the reference's peaks in place and width.")
