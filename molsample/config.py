@@ -1,7 +1,8 @@
 """Run configuration: dataclasses, presets and TOML files, validated with errors that name the fix.
 
 Resolution order (later wins): dataclass defaults → preset (``runs/presets/<preset>.toml``,
-with optional ``[system.<name>]`` override tables) → the system card's ``[run]`` table →
+with optional ``[system.<name>]`` override tables, and ``[coordinates.internal]`` /
+``[system.<name>.coordinates.internal]`` for flows in internal coordinates) → the system card's ``[run]`` table →
 ``--config FILE.toml`` → command-line options.
 """
 
@@ -49,6 +50,21 @@ class BaseConfig:
     def table(self) -> dict:
         """The keys set here, as a card ``[base]`` table (empty: use the card's)."""
         return {k: v for k, v in (("kind", self.kind), ("bond_std", self.bond_std)) if v is not None}
+
+
+#: the flows' coordinate systems (TOML ``[flow] coordinates``)
+COORDINATES = ("cartesian", "internal")
+
+
+@dataclasses.dataclass
+class FlowConfig:
+    """The coordinates the flow runs in (TOML ``[flow]``): ``cartesian`` (positions; clusters and the
+    default) or ``internal`` (bond lengths, angles and torsions of a Z-matrix on the bond graph;
+    molecules only, :mod:`molsample.flows.internal`). ``circular_threshold``: torsions whose circular
+    spread in the base data exceeds it (radians) live on the circle, the others are standardised."""
+
+    coordinates: str = "cartesian"
+    circular_threshold: float = 0.5
 
 
 @dataclasses.dataclass
@@ -129,6 +145,7 @@ class RunConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
+    flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
     net: NetConfig = dataclasses.field(default_factory=NetConfig)
     base: BaseConfig = dataclasses.field(default_factory=BaseConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -156,13 +173,18 @@ class RunConfig:
             raise ConfigError(f"dtype = {self.dtype!r}; use float32 or float64")
         if self.final.divergence not in ("exact", "hutchinson"):
             raise ConfigError(f"final.divergence = {self.final.divergence!r}; use exact or hutchinson")
-        for key, value in (("data.n", self.data.n), ("pretrain.steps", self.pretrain.steps),
-                           ("pretrain.batch_size", self.pretrain.batch_size),
-                           ("final.n_samples", self.final.n_samples), ("final.ode_steps", self.final.ode_steps)):
+        for key, value, most in (("data.n", self.data.n, 10**7), ("pretrain.steps", self.pretrain.steps, 10**8),
+                                 ("pretrain.batch_size", self.pretrain.batch_size, 10**6),
+                                 ("final.n_samples", self.final.n_samples, 10**7),
+                                 ("final.ode_steps", self.final.ode_steps, 10**5)):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
+            if value > most:  # e.g. 2**63 - 1 from a typo would otherwise run every stage
+                raise ConfigError(f"{key} = {value} is above the limit of {most:,}; use at most {most:,} "
+                                  "(more final samples: append them with `molsample sample RUN --n-samples N`)")
         self.tilt.validate()
         self.pretrain.validate()
+        self._validate_coordinates()
         from molsample.distributions import BASE_KINDS
         from molsample.nets.endpoint import PARAMETRISATIONS
 
@@ -186,6 +208,30 @@ class RunConfig:
                 f"{' or '.join(TILT_COUPLINGS)} (--coupling aligned), or `molsample pretrain` for an untilted flow")
         return self
 
+    def _validate_coordinates(self) -> None:
+        """What a flow in internal coordinates cannot combine with (each refused by name)."""
+        coords = self.flow.coordinates
+        if coords not in COORDINATES:
+            raise ConfigError(f"flow.coordinates = {coords!r}; use {' or '.join(COORDINATES)}")
+        if not self.flow.circular_threshold > 0:
+            raise ConfigError(f"flow.circular_threshold = {self.flow.circular_threshold} must be > 0 (radians)")
+        if coords == "cartesian":
+            return
+        clashes = {
+            "mode": (self.mode not in (None, "temperature"), "the internal flow tilts by temperature only"),
+            "net.name": (self.net.name not in (None, "internal-mlp"), "the internal flow's net is internal-mlp"),
+            "base.kind": (self.base.kind is not None, "the internal flow has its own base (normal and uniform)"),
+            "net.parametrisation": (self.net.parametrisation != "velocity", "only velocity is supported"),
+            "net.bond_edges": (self.net.bond_edges, "the internal net has no edges"),
+            "pretrain.coupling": (self.pretrain.coupling != "independent", "rotations do not act on internal "
+                                  "coordinates"),
+            "tilt.path": (self.tilt.path != "linear", "torsions need the shortest-arc linear path"),
+        }
+        for key, (bad, why) in clashes.items():
+            if bad:
+                raise ConfigError(f"flow.coordinates = \"internal\" cannot be combined with {key} = "
+                                  f"{_lookup(self, key)!r} ({why}); remove {key} or use coordinates = \"cartesian\"")
+
     def sync(self, explicit: set[str] = frozenset()) -> "RunConfig":
         """Let ``pretrain.seed`` / ``pretrain.path`` follow ``seed`` / ``tilt.path`` unless they are in
         ``explicit`` (dotted keys some layer set)."""
@@ -194,6 +240,13 @@ class RunConfig:
         if "pretrain.path" not in explicit:
             self.pretrain.path = self.tilt.path
         return self
+
+
+def _lookup(obj: Any, dotted: str) -> Any:
+    """The value of a dotted key (``"net.name"``) of a nested dataclass."""
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _merge_into(obj: Any, table: dict, where: str, prefix: str = "") -> None:
@@ -227,14 +280,32 @@ def _coerce(value: Any, current: Any, field: dataclasses.Field, where: str, name
     raise ConfigError(f"{where}: '{name}' must be {hint.replace(' | None', '')}, got {value!r} ({type(value).__name__})")
 
 
-def preset_table(preset: str, system_name: str) -> dict:
-    """The preset's settings for ``system_name`` (its common keys, then ``[system.<name>]``)."""
+def preset_table(preset: str, system_name: str, coordinates: str = "cartesian") -> dict:
+    """The preset's settings for ``system_name`` (its common keys, then ``[system.<name>]``), and for a
+    flow in other than Cartesian coordinates then ``[coordinates.<coordinates>]`` and
+    ``[system.<name>.coordinates.<coordinates>]`` (e.g. the internal-coordinate recipe)."""
     path = PRESETS_DIR / f"{preset}.toml"
     if not path.is_file():
         raise ConfigError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     table = read_toml(path, what="preset file")
     overrides = table.pop("system", {}).get(system_name, {})
-    return _deep_update(table, overrides)
+    by_coords = table.pop("coordinates", {})
+    system_by_coords = overrides.pop("coordinates", {})
+    table = _deep_update(table, overrides)
+    if coordinates != "cartesian":
+        table = _deep_update(table, by_coords.get(coordinates, {}))
+        table = _deep_update(table, system_by_coords.get(coordinates, {}))
+    return table
+
+
+def _coordinates_of(tables: list[dict | None]) -> str:
+    """The ``flow.coordinates`` the last of ``tables`` that sets it asks for (default cartesian)."""
+    coords = "cartesian"
+    for table in tables:
+        flow = (table or {}).get("flow")
+        if isinstance(flow, dict) and isinstance(flow.get("coordinates"), str):
+            coords = flow["coordinates"]
+    return coords
 
 
 def _deep_update(base: dict, new: dict) -> dict:
@@ -262,16 +333,21 @@ def resolve_config(
     cfg = RunConfig(system=system)
     layers: list[tuple[str, dict]] = []
     name = Path(system).stem
-    if preset is not None:
-        layers.append((f"preset '{preset}'", preset_table(preset, name)))
-    if card is not None and isinstance(card.get("run"), dict):
-        layers.append((f"system card [{name}] [run]", card["run"]))
+    card_run = card.get("run") if card is not None and isinstance(card.get("run"), dict) else None
+    file_table = None
     if config_file is not None:
-        table = read_toml(Path(config_file), what="config file")
-        table.pop("preset", None)
-        layers.append((str(config_file), table))
-    if overrides:
-        layers.append(("command line", _drop_none(overrides)))
+        file_table = read_toml(Path(config_file), what="config file")
+        file_table.pop("preset", None)
+    cli = _drop_none(overrides) if overrides else None
+    if preset is not None:
+        coords = _coordinates_of([card_run, file_table, cli])
+        layers.append((f"preset '{preset}'", preset_table(preset, name, coords)))
+    if card_run is not None:
+        layers.append((f"system card [{name}] [run]", card_run))
+    if file_table is not None:
+        layers.append((str(config_file), file_table))
+    if cli:
+        layers.append(("command line", cli))
     explicit: set[str] = set()
     for where, table in layers:
         # the system is chosen by the command (--system); a "system" key in a file is not applied

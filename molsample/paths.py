@@ -15,7 +15,7 @@ from torch import Tensor
 
 from molsample.errors import ConfigError, ShapeError
 
-__all__ = ["PathSample", "LinearPath", "TrigPath", "PATHS", "get_path"]
+__all__ = ["PathSample", "LinearPath", "TrigPath", "PeriodicPath", "PATHS", "get_path", "path_for_base", "wrap_angle"]
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,56 @@ def get_path(name: str) -> LinearPath | TrigPath:
     if cls is None:
         raise ConfigError(f"unknown path '{name}'; choose one of {', '.join(PATHS)}")
     return cls()
+
+
+def wrap_angle(x: Tensor) -> Tensor:
+    """``x`` wrapped to (−π, π] (elementwise)."""
+    return x - 2.0 * math.pi * torch.ceil((x - math.pi) / (2.0 * math.pi))
+
+
+class PeriodicPath:
+    """The linear path with its periodic coordinates on the circle (period 2π): shortest arcs.
+
+    For a periodic coordinate the endpoint x1 is replaced by x0 + wrap(x1 − x0), the image of x1 nearest
+    to x0, so I_t runs along the shorter arc and İ_t = wrap(x1 − x0); I_t is wrapped to (−π, π]. The
+    other coordinates follow the straight line. A velocity net that sees periodic coordinates through
+    sin/cos is then trained on the circle (flows on tori).
+
+    Args:
+        path: the linear path (the trig path is no geodesic on the circle and is refused).
+        periodic: ``(n·d,)`` bool mask over the flattened coordinates of one configuration.
+    """
+
+    name = "linear"
+
+    def __init__(self, path: "LinearPath", periodic: Tensor) -> None:
+        if not isinstance(path, LinearPath):
+            raise ConfigError(f"flows with periodic coordinates (torsions) need the linear path, not "
+                              f"'{getattr(path, 'name', path)}'; set path = \"linear\"")
+        self.path = path
+        self.periodic = torch.as_tensor(periodic, dtype=torch.bool).reshape(-1)
+
+    def _mask(self, x: Tensor) -> Tensor:
+        return self.periodic.to(x.device).reshape(x.shape[1:])
+
+    def sample(self, x0: Tensor, x1: Tensor, t: Tensor) -> PathSample:
+        """As :meth:`LinearPath.sample`, along shortest arcs on the periodic coordinates."""
+        if x0.shape != x1.shape:
+            raise ShapeError(f"x0 {tuple(x0.shape)} and x1 {tuple(x1.shape)} must have the same shape")
+        mask = self._mask(x0)
+        x1 = torch.where(mask, x0 + wrap_angle(x1 - x0), x1)
+        ps = self.path.sample(x0, x1, t)
+        return PathSample(t=ps.t, xt=torch.where(mask, wrap_angle(ps.xt), ps.xt), dxt=ps.dxt)
+
+    def __repr__(self) -> str:
+        return f"PeriodicPath({int(self.periodic.sum())} periodic of {len(self.periodic)})"
+
+
+def path_for_base(name: str, base: object) -> "LinearPath | TrigPath | PeriodicPath":
+    """The interpolant ``name`` for flows from ``base``: a :class:`PeriodicPath` when the base has
+    periodic coordinates (attribute ``periodic``, a bool mask with any True), else :func:`get_path`."""
+    path = get_path(name)
+    periodic = getattr(base, "periodic", None)
+    if periodic is not None and bool(torch.as_tensor(periodic).any()):
+        return PeriodicPath(path, periodic)
+    return path

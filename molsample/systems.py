@@ -120,6 +120,7 @@ CARD_KEYS: dict[str, str] = {
     "base": "[base] table: the flows' base distribution (molsample.distributions.base_distribution)",
     "reward": "[reward] table (reward-mode tilts, molsample.rewards)",
     "run": "[run] table: run-config defaults (molsample.config)",
+    "internal": "[internal] table: the Z-matrix of internal-coordinate flows (molsample.molecules.zmatrix)",
 }
 
 
@@ -321,6 +322,12 @@ def resolve_card_path(name_or_path: str | os.PathLike) -> Path:
     if s.endswith(".toml") or os.sep in s or p.is_file():
         if not p.is_file():
             raise MissingFileError(f"system card {p} does not exist; check the path or run `molsample systems`")
+        if p.suffix.lower() != ".toml":
+            raise ConfigError(
+                f"{p} is not a system card: a card is a .toml file (a name from `molsample systems`, or your "
+                f"own card, e.g. systems/mymol.toml with [energy] type = \"openmm\" and structure = \"{p.name}\"; "
+                "see docs/systems.md and docs/openmm.md)"
+            )
         return p
     known = available_systems()
     if s not in known:

@@ -30,7 +30,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> 
 def sample(run: Path, n: int, seed: int | None, batch_size: int | None, device: str, nproc: int | None,
            progress: bool, quiet: bool) -> None:
     """Draw N more samples from the tilted model of RUN and append them (with log-weights) to its run file."""
-    from molsample.pipeline import sample_more
+    from molsample.stages.run import sample_more
 
     launch_if_asked(nproc)
     summary = sample_more(run, n, seed=seed, batch_size=batch_size, device=device,

@@ -10,7 +10,7 @@ import click
 
 from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import device_option, progress_option, show_progress_flag
-from molsample.config import PRESETS, resolve_config
+from molsample.config import COORDINATES, PRESETS, resolve_config
 from molsample.nets import NETS
 from molsample.rewards import MODES
 from molsample.systems import load_system
@@ -27,6 +27,8 @@ _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
               help="Reward mode (default: reward for cards with [reward], else temperature).")
 @click.option("--net", "net", type=click.Choice(list(NETS)), default=None,
               help="Velocity network (default: egnn for particles, mlp for 2-D toys; e3nn tells enantiomers apart).")
+@click.option("--coordinates", type=click.Choice(list(COORDINATES)), default=None,
+              help="The flow's coordinates: cartesian (default) or internal (bonds, angles, torsions; molecules only).")
 @click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True, help="Budget preset.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A TOML run config (overrides the preset).")
@@ -47,10 +49,11 @@ _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 @click.option("--mcmc-steps", type=int, default=None, help="MALA correction steps on the final samples.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
 @device_option(default=None)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--resume/--no-resume", default=False, show_default=True,
+              help="Continue an interrupted run in --out from its last checkpoint.")
 @nproc_option
 @progress_option
-def tilt(system_name, method, mode, net, preset, config_file, out, model, coupling, h, target_ess, n_samples,
+def tilt(system_name, method, mode, net, coordinates, preset, config_file, out, model, coupling, h, target_ess, n_samples,
          temperature_factor, beta, mcmc_steps, seed, device, resume, nproc, progress, quiet) -> None:
     """Pretrain a flow on the a = 0 distribution and tilt it to the target with Tilt Matching.
 
@@ -60,7 +63,8 @@ def tilt(system_name, method, mode, net, preset, config_file, out, model, coupli
     torchrun) K processes share the work.
     """
     from molsample.distributed import secondary_rank
-    from molsample.pipeline import run_tilt
+    from molsample.io.atomic import check_writable
+    from molsample.stages.run import run_tilt
 
     launch_if_asked(nproc)
     system = load_system(system_name)
@@ -68,10 +72,11 @@ def tilt(system_name, method, mode, net, preset, config_file, out, model, coupli
         "mode": mode, "net": {"name": net}, "temperature_factor": temperature_factor, "beta": beta, "seed": seed,
         "device": device, "tilt": {"method": method, "h": h, "target_ess": target_ess},
         "final": {"n_samples": n_samples, "mcmc_steps": mcmc_steps}, "start": {"model": model},
-        "pretrain": {"coupling": coupling},
+        "pretrain": {"coupling": coupling}, "flow": {"coordinates": coordinates},
     }
     cfg = resolve_config(system_name, preset=preset, config_file=config_file, card=system.card, overrides=overrides)
     run_dir = out if out is not None else Path("runs") / f"{system.name}-{cfg.tilt.method}-{preset}"
+    check_writable(run_dir)  # before any work: a read-only --out fails now, not after pretraining
     if not resume and (run_dir / "samples.h5").exists() and not secondary_rank():
         click.echo(f"note: {run_dir}/samples.h5 exists and will be replaced when this run finishes "
                    "(cached data and pretraining are reused when their settings match)", err=True)
@@ -92,3 +97,5 @@ def tilt(system_name, method, mode, net, preset, config_file, out, model, coupli
     click.echo("")
     for line in summary.lines():
         click.echo(line)
+    if preset == "smoke":
+        click.echo("note: the smoke preset only checks that every stage runs; its numbers say nothing about quality")

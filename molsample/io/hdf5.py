@@ -366,6 +366,26 @@ class RunFile(RunTables):
             if kT is not None:
                 self.set_attrs(kT=float(kT))
 
+    def write_internal_coordinates(self, z: Any, *, layout: str, append: bool = False) -> None:
+        """Store a flow's internal coordinates ``(n, D)`` beside the main set's Cartesian frames
+        (dataset ``/internal_coordinates``, float64, attribute ``layout`` describing the columns)."""
+        f = self._check_writable()
+        arr = _to_numpy(z, np.float64).reshape(len(z), -1)
+        if append and "internal_coordinates" in f:
+            d = f["internal_coordinates"]
+            if d.shape[1] != arr.shape[1]:
+                raise ShapeError(f"append to 'internal_coordinates': {d.shape[1]} columns stored, {arr.shape[1]} new")
+            n0 = d.shape[0]
+            d.resize(n0 + len(arr), axis=0)
+            d[n0:] = arr
+            return
+        if "internal_coordinates" in f:
+            del f["internal_coordinates"]
+        d = f.create_dataset("internal_coordinates", data=arr, maxshape=(None, arr.shape[1]),
+                             chunks=(max(1, min(1024, len(arr))), arr.shape[1]))
+        d.attrs["layout"] = layout
+        d.attrs["units"] = "standardised bonds and angles; torsions in radians or standardised (see layout)"
+
     def _append(self, g: h5py.Group, xyz: np.ndarray, fields: dict, meta: dict, name: str) -> None:
         c = g["coordinates"]
         old = {k: _plain_attr(v) for k, v in c.attrs.items()}

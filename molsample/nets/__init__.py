@@ -29,6 +29,7 @@ NETS: dict[str, str] = {
     "mlp": "molsample.nets.mlp:MLPVelocity",
     "affine": "molsample.nets.affine:AffineVelocity",
     "e3nn": "molsample.nets.e3nn_net:E3NNVelocity",
+    "internal-mlp": "molsample.nets.internal_mlp:InternalMLP",
 }
 
 
@@ -140,7 +141,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"model file {path} not found; train one with `molsample pretrain --out DIR`")
+        raise MissingFileError(f"model file {path} not found; check the path (a run's tilted model is "
+                               "RUN/model.pt, written by `molsample tilt`; a pretrained one by `molsample pretrain`)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a foreign/broken file

@@ -13,6 +13,7 @@ gathered in rank order: the samples, their order and the generator state are tho
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ from molsample.distributed import World
 from molsample.errors import ConfigError
 from molsample.io.atomic import save_torch_atomic
 from molsample.io.cache import digest, load_cached
+from molsample.flows.transform import Transform
+from molsample.paths import wrap_angle
 from molsample.sampling.ode import integrate, sample as ode_sample
 from molsample.sampling.weights import WeightSummary, log_weights, summarize
 
@@ -48,7 +51,9 @@ class WeightedSamples:
     Attributes:
         x: ``(n, n_particles, dim)`` samples; logq: ``(n,)`` model log-density;
         energy: ``(n,)`` in the system's unit; logw: ``(n,)`` log importance weights
-        (−inf for non-finite energies); summary: ESS, log Z ± se, counts.
+        (−inf for non-finite energies); summary: ESS, log Z ± se, counts; z: the samples in the
+        flow's coordinates ``(n, *event_shape)`` when those are not Cartesian (then ``x`` = T(z) and
+        ``logq`` is the density of x, log q(z) − log|det J(z)|), else None.
     """
 
     x: torch.Tensor
@@ -56,6 +61,7 @@ class WeightedSamples:
     energy: torch.Tensor
     logw: torch.Tensor
     summary: WeightSummary
+    z: torch.Tensor | None = None
 
 
 def field_fingerprint(field: nn.Module) -> list[float]:
@@ -77,12 +83,17 @@ class FlowSampler:
         divergence: ``exact`` or ``hutchinson`` (the latter biases the weights).
         dtype, device: of the base samples and the integration.
         world: the ranks that share the work (default: this process alone).
+        transform: the map from the flow's coordinates to Cartesian positions
+            (:class:`~molsample.flows.transform.Transform`; None: the flow is Cartesian). The target
+            sees positions; weights carry its log|det J|.
     """
 
     def __init__(self, field: nn.Module, base: Any, target: Target | None = None, *, method: str = "rk4",
                  steps: int = 50, divergence: str = "exact", dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu", world: World | None = None) -> None:
+                 device: torch.device | str = "cpu", world: World | None = None,
+                 transform: Transform | None = None) -> None:
         self.field, self.base, self.target = field, base, target
+        self.transform = None if transform is None or transform.is_identity else transform
         self.method, self.steps, self.divergence = method, int(steps), divergence
         self.dtype, self.device = dtype, device
         self.world = world or World()
@@ -104,7 +115,19 @@ class FlowSampler:
             x0 = x0[self.world.shard(n)]
             res = integrate(self.field, x0, logp0=self.base.log_prob(x0) if with_logq else None, method=self.method,
                             steps=self.steps, with_logq=with_logq, divergence=self.divergence)
-        return res.x1.detach(), None if res.logq is None else res.logq.detach()
+        z = res.x1.detach()
+        periodic = getattr(self.base, "periodic", None)
+        if periodic is not None:  # torsions back to (−π, π]: the density on the circle is unchanged
+            mask = torch.as_tensor(periodic, device=z.device).reshape(z.shape[1:])
+            z = torch.where(mask, wrap_angle(z), z)
+        return z, None if res.logq is None else res.logq.detach()
+
+    def to_cartesian(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions x = T(z) ``(batch, n_particles, dim)`` and log|det J(z)| ``(batch,)`` (float64 for a
+        non-Cartesian flow; ``z`` itself and zeros for a Cartesian one)."""
+        if self.transform is None:
+            return z, z.new_zeros(z.shape[0])
+        return self.transform.forward(z.double())
 
     @torch.no_grad()
     def draw(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -119,10 +142,13 @@ class FlowSampler:
         return self.world.gather(x), self.world.gather(logq)
 
     def _key(self, n: int, batch_size: int, generator: torch.Generator | None) -> str:
-        return digest({"n": n, "method": self.method, "steps": self.steps, "divergence": self.divergence,
-                       "batch_size": batch_size, "dtype": str(self.dtype), "field": field_fingerprint(self.field),
-                       "spec": getattr(self.field, "spec", None),
-                       "generator": None if generator is None else generator.initial_seed()})
+        keyed = {"n": n, "method": self.method, "steps": self.steps, "divergence": self.divergence,
+                 "batch_size": batch_size, "dtype": str(self.dtype), "field": field_fingerprint(self.field),
+                 "spec": getattr(self.field, "spec", None),
+                 "generator": None if generator is None else generator.initial_seed()}
+        if self.transform is not None:
+            keyed["transform"] = repr(self.transform)
+        return digest(keyed)
 
     @torch.no_grad()
     def sample(self, n: int, *, batch_size: int = 1000, generator: torch.Generator | None = None,
@@ -157,7 +183,7 @@ class FlowSampler:
                                   initial=done // batch_size, total=-(-n // batch_size)):
             m = min(batch_size, n - start)
             x, logq = self.draw_shard(m, generator=generator, with_logq=True)
-            e = self.target.energy(x).detach()
+            e = self.target.energy(self.to_cartesian(x)[0]).detach()
             self.target.n_energy_evals += m - len(x)  # the other ranks' shards
             xs.append(self.world.gather(x))
             logqs.append(self.world.gather(logq))
@@ -167,6 +193,11 @@ class FlowSampler:
                                    "generator": None if generator is None else generator.get_state()}, checkpoint)
         if checkpoint is not None and self.world.is_main:
             Path(checkpoint).unlink(missing_ok=True)
-        x, logq, e = torch.cat(xs), torch.cat(logqs).double(), torch.cat(es).double()
+        z, logq, e = torch.cat(xs), torch.cat(logqs).double(), torch.cat(es).double()
+        x, logdet = self.to_cartesian(z)
+        logq = logq - logdet.to(logq)  # the density of the positions x (= log q(z) for a Cartesian flow)
         logw = log_weights(-self.target.log_final_target(x.double(), e), logq)
-        return WeightedSamples(x=x, logq=logq, energy=e, logw=logw, summary=summarize(logw))
+        if self.transform is not None:  # a duplicate of a configuration inside the domain: weight 0 (exact)
+            logw = torch.where(self.transform.in_domain(z).to(logw.device), logw, -math.inf)
+        return WeightedSamples(x=x, logq=logq, energy=e, logw=logw, summary=summarize(logw),
+                               z=None if self.transform is None else z)

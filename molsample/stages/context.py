@@ -13,12 +13,13 @@ from molsample.config import RunConfig
 from molsample.devices import resolve_device
 from molsample.distributed import World, init_world
 from molsample.distributions import base_distribution
+from molsample.flows.transform import CartesianTransform, Transform
 from molsample.progress import show_progress
 from molsample.systems import System, load_system
 
 Echo = Callable[[str], None]
 
-__all__ = ["Echo", "RunContext", "resolve_mode"]
+__all__ = ["Echo", "RunContext", "check_internal_coordinates", "resolve_mode"]
 
 
 def resolve_mode(cfg: RunConfig, system: System) -> str:
@@ -39,6 +40,8 @@ class RunContext:
         world: the ranks of a distributed run (``torchrun``); one process otherwise.
         resume: continue from the run folder's checkpoints.
         command: the command line that started the run (stored with the model).
+        transform: the flow's coordinates → Cartesian positions (identity for Cartesian flows; the
+            internal-coordinate transform is fitted to the base data by the coordinates stage).
         data, field, reward, trainer, history, samples, reference, extra: stage outputs.
     """
 
@@ -55,6 +58,7 @@ class RunContext:
     echo: Echo = print
     command: str = ""
     world: World = dataclasses.field(default_factory=World)
+    transform: Transform | None = None
     data: Any = None
     field: nn.Module | None = None
     reward: Any = None
@@ -82,13 +86,27 @@ class RunContext:
         world, device = init_world(resolve_device(cfg.device))
         if not world.is_main:
             progress, echo = False, _silent
+        transform = CartesianTransform(system.event_shape)
+        if cfg.flow.coordinates == "internal":
+            check_internal_coordinates(system)  # before the run folder exists
         mode = resolve_mode(cfg, system)
         kT0 = cfg.temperature_factor * system.kT if mode == "temperature" else system.kT
         return cls(cfg=cfg, run_dir=Path(run_dir), system=system, mode=mode, device=device,
                    dtype=torch.float64 if cfg.dtype == "float64" else torch.float32,
                    base=base_distribution(system, cfg.base.table()), kT0=kT0, progress=show_progress(progress), resume=resume,
-                   echo=echo, command=command, world=world)
+                   echo=echo, command=command, world=world, transform=transform)
 
 
 def _silent(_: str) -> None:
     """The echo of ranks > 0."""
+
+
+def check_internal_coordinates(system: System) -> None:
+    """Refuse internal coordinates for a system without a bond graph (clusters, toys), by name."""
+    from molsample.errors import ConfigError
+
+    topology = getattr(system, "topology", None)
+    if topology is None or topology.n_bonds == 0 or not system.remove_com:
+        raise ConfigError(f"internal coordinates need a molecule with bonds; system {system.name!r} has none "
+                          "(clusters and toys are flows in Cartesian coordinates): set coordinates = \"cartesian\"")
+

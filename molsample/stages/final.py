@@ -10,20 +10,23 @@ import torch
 from torch import nn
 
 from molsample.distributed import World
+from molsample.flows.flow import Flow
+from molsample.flows.transform import CartesianTransform, Transform
 from molsample.io.hdf5 import RunFile
 from molsample.sampling.flow_sampler import FlowSampler, WeightedSamples
 from molsample.sampling.weights import summarize
 from molsample.stages.context import Echo, RunContext
 from molsample.systems import System
 
-__all__ = ["final_sampler", "final_stage", "fix_chirality", "mcmc_correct", "write_samples"]
+__all__ = ["final_sampler", "final_stage", "fix_chirality", "is_chiral", "transform_layout", "mcmc_correct", "write_samples"]
 
 
 def final_sampler(field: nn.Module, base, reward, fin, *, dtype: torch.dtype, device,
-                  world: World | None = None) -> FlowSampler:
+                  world: World | None = None, transform: Transform | None = None) -> FlowSampler:
     """The :class:`FlowSampler` of the ``[final]`` settings ``fin`` (sharded over ``world``)."""
-    return FlowSampler(field, base, reward, method=fin.ode_method, steps=fin.ode_steps, divergence=fin.divergence,
-                       dtype=dtype, device=device, world=world)
+    return Flow(field, base, transform or CartesianTransform(base.event_shape), method=fin.ode_method,
+                steps=fin.ode_steps, divergence=fin.divergence).sampler(reward, dtype=dtype, device=device,
+                                                                        world=world)
 
 
 def final_stage(ctx: RunContext) -> None:
@@ -34,7 +37,8 @@ def final_stage(ctx: RunContext) -> None:
     """
     cfg, fin, system = ctx.cfg, ctx.cfg.final, ctx.system
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    sampler = final_sampler(ctx.field, ctx.base, ctx.reward, fin, dtype=ctx.dtype, device=ctx.device, world=ctx.world)
+    sampler = final_sampler(ctx.field, ctx.base, ctx.reward, fin, dtype=ctx.dtype, device=ctx.device, world=ctx.world,
+                            transform=ctx.transform)
     ws = sampler.sample(fin.n_samples, batch_size=fin.batch_size, generator=g, progress=ctx.progress,
                         checkpoint=ctx.run_dir / "checkpoints" / "final.pt")
     if not ctx.world.is_main:
@@ -45,7 +49,7 @@ def final_stage(ctx: RunContext) -> None:
     chiral_attrs = fix_chirality(ws, system, ctx.field, reflect=fin.reflect_chirality, echo=ctx.echo)
     ctx.samples, ctx.attrs = ws, dict(chiral_attrs)
     with RunFile(ctx.run_dir / "samples.h5", "w") as rf:
-        write_samples(rf, system, ws)
+        write_samples(rf, system, ws, layout=transform_layout(ctx.transform))
         rf.write_history({k: np.asarray(v, dtype=np.float64) for k, v in ctx.history.items()})
         rf.write_config(cfg.to_dict())
         rf.set_attrs(kind="tilt", system=system.name, method=cfg.tilt.method, mode=ctx.mode, seed=cfg.seed,
@@ -88,8 +92,7 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
          f"{frac['mirror']:.3f} the mirror image")
     if not reflect:
         return attrs
-    spec = getattr(field, "spec", {})
-    if spec.get("name") == "e3nn" and spec.get("chiral", True):
+    if is_chiral(field):
         ws.logw = drop_wrong_handed_log_weights(ws.logw, ws.x.cpu(), centers)
         ws.summary = summarize(ws.logw)
         n_dropped = round(frac["mirror"] * frac["n"])
@@ -113,11 +116,28 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
     return attrs
 
 
-def write_samples(rf, system: System, ws: WeightedSamples, *, append: bool = False) -> None:
-    """Write :class:`WeightedSamples` as the run file's main sample set."""
+def transform_layout(transform: Transform | None) -> str | None:
+    describe = getattr(transform, "describe", None)
+    return describe() if describe is not None else None
+
+
+def is_chiral(field: nn.Module) -> bool:
+    """Whether the net can tell mirror images apart (then wrong-handed samples get weight 0 instead of
+    being mirrored): the nets' declared capability ``reflection_invariant``, or the e3nn net's ``chiral``."""
+    spec = getattr(field, "spec", {}) or {}
+    if spec.get("name") == "e3nn":
+        return bool(spec.get("chiral", True))
+    return getattr(field, "reflection_invariant", True) is False
+
+
+def write_samples(rf, system: System, ws: WeightedSamples, *, append: bool = False, layout: str | None = None) -> None:
+    """Write :class:`WeightedSamples` as the run file's main sample set (and ``ws.z``, described by
+    ``layout``, when the flow is not Cartesian)."""
     rf.write_samples(ws.x.double().cpu(), logw=ws.logw.cpu(), logq=ws.logq.cpu(), energy=ws.energy.cpu(),
                      energy_unit=system.energy_unit, length_unit=system.length_unit,
                      topology=system.topology, kT=system.kT, append=append)
+    if ws.z is not None:  # a flow in internal coordinates: its own coordinates beside the positions
+        rf.write_internal_coordinates(ws.z.cpu(), layout=layout or "", append=append)
 
 
 def mcmc_correct(rf, system: System, x: torch.Tensor, n_steps: int, *, seed: int, progress: bool, echo: Echo) -> None:

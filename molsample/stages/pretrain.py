@@ -15,6 +15,7 @@ from torch import nn
 
 from molsample.distributed import World
 from molsample.distributions import HarmonicPrior
+from molsample.flows.transform import Transform
 from molsample.io.cache import digest
 from molsample.nets import build_net, default_net_spec, load_model, save_model
 from molsample.stages.context import Echo, RunContext
@@ -23,8 +24,13 @@ from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matc
 __all__ = ["net_spec", "pretrain_field", "pretrain_stage"]
 
 
-def net_spec(cfg, system) -> dict:
-    """The network spec from the config (``net.name`` None picks the system's default)."""
+def net_spec(cfg, system, transform: Transform | None = None) -> dict:
+    """The network spec from the config (``net.name`` None picks the system's default); for a flow in
+    internal coordinates (``transform`` not the identity) the :class:`~molsample.nets.internal_mlp.InternalMLP`."""
+    if transform is not None and not transform.is_identity:
+        return {"name": "internal-mlp", "dim": transform.event_shape[0],
+                "periodic": [bool(p) for p in transform.periodic], "hidden": cfg.net.hidden,
+                "n_layers": cfg.net.n_layers}
     return default_net_spec(system, cfg.net.name, hidden=cfg.net.hidden, n_layers=cfg.net.n_layers,
                             bond_edges=cfg.net.bond_edges, parametrisation=cfg.net.parametrisation)
 
@@ -73,11 +79,15 @@ def pretrain_field(spec: dict, data: torch.Tensor | Callable, base: Any, fm: Flo
 def pretrain_stage(ctx: RunContext) -> None:
     """``ctx.field``: the pretrained field (a = 0), from ``pretrained.pt`` or trained now."""
     fm = ctx.cfg.pretrain
-    spec = net_spec(ctx.cfg, ctx.system)
-    field, hist, train_cpu_s = pretrain_field(spec, ctx.data, ctx.base, fm, ctx.run_dir / "pretrained.pt",
+    spec = net_spec(ctx.cfg, ctx.system, ctx.transform)
+    data, meta = ctx.data, {"system": ctx.system.name}
+    if ctx.transform is not None and not ctx.transform.is_identity:  # train on the data's internal coordinates
+        data = ctx.transform.inverse(ctx.data.to(torch.float64))[0]
+        meta["transform"] = ctx.transform.state()
+    field, hist, train_cpu_s = pretrain_field(spec, data, ctx.base, fm, ctx.run_dir / "pretrained.pt",
                                               device=ctx.device, dtype=ctx.dtype,
                                               checkpoint_dir=ctx.run_dir / "checkpoints", progress=ctx.progress,
-                                              echo=ctx.echo, meta={"system": ctx.system.name}, world=ctx.world)
+                                              echo=ctx.echo, meta=meta, world=ctx.world)
     if hist:
         last = hist["loss"][-1] if hist.get("loss") else float("nan")
         ctx.echo(f"pretraining: {fm.steps} steps, final loss {last:.4g}")

@@ -1,6 +1,6 @@
 """The ``molsample tilt`` job as a list of stages, and ``molsample sample`` on a finished run.
 
-    base data → pretraining → tilt → final samples → reference → report
+    base data → (internal coordinates) → pretraining → tilt → final samples → reference → report
 
 Each stage caches or checkpoints its output in the run folder, so an interrupted job resumes where
 it stopped (``resume=True``) and a finished stage is never recomputed:
@@ -29,9 +29,10 @@ from molsample.config import RunConfig
 from molsample.io.atomic import write_text_atomic
 from molsample.io.toml_writer import dumps_toml
 from molsample.stages.context import Echo, RunContext
+from molsample.stages.coordinates import coordinates_stage, uses_internal_coordinates
 from molsample.stages.data import base_data_stage
 from molsample.stages.engine import Stage, StageTimings, run_stages
-from molsample.stages.final import final_sampler, final_stage, fix_chirality, write_samples
+from molsample.stages.final import transform_layout, final_sampler, final_stage, fix_chirality, write_samples
 from molsample.stages.pretrain import pretrain_stage
 from molsample.stages.reference import reference_stage, wants_reference
 from molsample.stages.report import record_timings, report_stage, timing_attrs, wants_report
@@ -39,7 +40,10 @@ from molsample.stages.start import start_from_model, starts_from_model
 from molsample.stages.summary import RunSummary, summarize_run
 from molsample.stages.tilt import tilt_stage
 
-__all__ = ["TILT_STAGES", "run_tilt", "sample_more"]
+__all__ = ["MAX_NEW_SAMPLES", "TILT_STAGES", "run_tilt", "sample_more"]
+
+#: Most new samples one ``molsample sample`` call draws (the config's bound on ``final.n_samples``).
+MAX_NEW_SAMPLES = 10**7
 
 
 def _reuses_model(ctx: RunContext) -> bool:
@@ -50,6 +54,7 @@ def _reuses_model(ctx: RunContext) -> bool:
 TILT_STAGES: list[Stage] = [
     Stage("start", start_from_model, skip=lambda ctx: not starts_from_model(ctx)),
     Stage("base_data", base_data_stage, skip=_reuses_model),
+    Stage("coordinates", coordinates_stage, skip=lambda ctx: _reuses_model(ctx) or not uses_internal_coordinates(ctx)),
     Stage("pretrain", pretrain_stage, skip=_reuses_model),
     Stage("tilt", tilt_stage, skip=_reuses_model),
     Stage("final", final_stage),
@@ -89,8 +94,10 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     """
     from molsample.config import config_from_dict
     from molsample.errors import ConfigError
+    from molsample.io.atomic import check_writable
     from molsample.io.hdf5 import RunFile, resolve_run_path
-    from molsample.nets import load_model
+    from molsample.io.run_paths import run_model_path
+    from molsample.flows.flow import load_flow
     from molsample.progress import show_progress
     from molsample.sampling.diagnostics import weight_diagnostics
     from molsample.sampling.weights import summarize
@@ -98,18 +105,25 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
 
     if n < 1:
         raise ConfigError(f"--n {n}: the number of new samples must be >= 1")
+    if n > MAX_NEW_SAMPLES:
+        raise ConfigError(f"--n-samples {n} is above the limit of {MAX_NEW_SAMPLES:,} per call; "
+                          f"ask for at most {MAX_NEW_SAMPLES:,} and run `molsample sample` again to append more")
     path = resolve_run_path(run)
+    model = run_model_path(path)  # a missing model.pt fails with the way to get it back, before any work
+    check_writable(path.parent)  # the samples are appended to the run file: fail now, not after drawing them
     with RunFile(path, "r") as rf:
         cfg = config_from_dict(rf.read_config())
         n_old = len(rf.read_samples()["x"])
     cfg.device = device
     ctx = RunContext.create(cfg, path.parent, progress=progress, echo=lambda _: None)
-    field, meta = load_model(path.parent / "model.pt", ctx.device)
+    flow, meta = load_flow(model, ctx.system, device=ctx.device, base_table=cfg.base.table())
     ctx.set_mode(meta.get("mode") or ctx.mode)
+    ctx.base, ctx.transform = flow.base, flow.transform
     reward = make_run_reward(ctx)
-    field = field.to(ctx.dtype)  # the run's dtype, as in its final stage (load_model builds float32 nets)
+    field = flow.field.to(ctx.dtype)  # the run's dtype, as in its final stage (load_model builds float32 nets)
     g = torch.Generator().manual_seed(seed if seed is not None else cfg.seed + 1000 + n_old)
-    sampler = final_sampler(field, ctx.base, reward, cfg.final, dtype=ctx.dtype, device=ctx.device, world=ctx.world)
+    sampler = final_sampler(field, ctx.base, reward, cfg.final, dtype=ctx.dtype, device=ctx.device, world=ctx.world,
+                            transform=ctx.transform)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     ws = sampler.sample(n, batch_size=batch_size or cfg.final.batch_size, generator=g,
                         progress=show_progress(progress) and ctx.world.is_main)
@@ -118,7 +132,7 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
         return []
     fix_chirality(ws, ctx.system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)
     with RunFile(path, "a") as rf:
-        write_samples(rf, ctx.system, ws, append=True)
+        write_samples(rf, ctx.system, ws, append=True, layout=transform_layout(ctx.transform))
         logw_all = torch.as_tensor(rf.read_samples()["logw"])
         total = summarize(logw_all)
         # the appended samples' evaluations and CPU join the run's final stage, so the cost

@@ -4,7 +4,7 @@ pretraining and tilt stages are skipped and the run goes straight to its final s
 from __future__ import annotations
 
 from molsample.errors import ConfigError
-from molsample.nets import load_model
+from molsample.flows.flow import load_flow
 from molsample.resources import package_file
 from molsample.stages.context import RunContext
 from molsample.stages.tilt import make_run_reward
@@ -21,7 +21,9 @@ def start_from_model(ctx: RunContext) -> None:
     """``ctx.field`` and ``ctx.reward`` from the model file named by ``cfg.start.model``."""
     ref = ctx.cfg.start.model
     path = package_file(ref)
-    field, meta = load_model(path, ctx.device)
+    flow, meta = load_flow(path, ctx.system, device=ctx.device, base_table=ctx.cfg.base.table())
+    field = flow.field
+    ctx.base, ctx.transform = flow.base, flow.transform
     if meta.get("system") not in (None, ctx.system.name):
         raise ConfigError(f"start model {ref} was trained for system {meta.get('system')!r}, not "
                           f"{ctx.system.name!r}; pick a model of this system or drop [start] model")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from molsample.nets import save_model
+from molsample.flows.flow import save_flow
 from molsample.rewards import make_reward
 from molsample.stages.context import RunContext
 from molsample.training.tilt import TiltMatching
@@ -39,11 +39,11 @@ def tilt_stage(ctx: RunContext) -> None:
         ctx.echo(f"reward: soft energy cap at {cap:.4g} {ctx.system.energy_unit}")
     ctx.reward = make_run_reward(ctx, cap)
     trainer = TiltMatching(ctx.field, ctx.base, ctx.reward, ctx.cfg.tilt, seed=ctx.cfg.seed, device=ctx.device,
-                           coupling=ctx.cfg.pretrain.coupling, world=ctx.world)
+                           coupling=ctx.cfg.pretrain.coupling, world=ctx.world, transform=ctx.transform)
     ctx.history = trainer.run(checkpoint_path=ctx.run_dir / "checkpoints" / "tilt.pt", resume=ctx.resume,
                               progress=ctx.progress)
     ctx.trainer, ctx.levels = trainer, trainer.level
     if ctx.world.is_main:
-        save_model(ctx.run_dir / "model.pt", ctx.field, system=ctx.system.name, a=trainer.a, mode=ctx.mode,
-                   config=ctx.cfg.to_dict(), command=ctx.command)
+        save_flow(ctx.run_dir / "model.pt", ctx.field, ctx.transform, system=ctx.system.name, a=trainer.a,
+                  mode=ctx.mode, config=ctx.cfg.to_dict(), command=ctx.command)
     ctx.echo(f"tilt: {trainer.level} levels, a = {trainer.a:.4f}, {ctx.reward.n_energy_evals} energy evaluations")

@@ -31,7 +31,7 @@ from molsample.distributed import World, collective, ddp
 from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError, RunFileError, ShapeError
 from molsample.io.atomic import save_torch_atomic
-from molsample.paths import get_path
+from molsample.paths import get_path, path_for_base
 from molsample.training.coupling import COUPLINGS, PAIRWISE_COUPLINGS, couple, permutes_particles
 
 __all__ = ["FlowMatchingConfig", "TIME_WEIGHTINGS", "ema_decay_at", "flow_matching_loss", "time_weight",
@@ -204,7 +204,7 @@ def train_flow_matching(
     """
     config = config or FlowMatchingConfig()
     config.validate()
-    path = get_path(config.path)
+    path = path_for_base(config.path, base)
     params = list(field.parameters())
     if not params:
         raise ConfigError("the field has no parameters to train")
@@ -285,10 +285,11 @@ def train_flow_matching(
         }, ckpt)
 
     bar = None
-    if progress and start < config.steps:
+    if start < config.steps:  # a bar on a terminal, plain lines in a log file (molsample.progress)
         from molsample.progress import progress_bar
 
-        bar = progress_bar(total=config.steps, initial=start, desc="flow matching", mininterval=1.0)
+        bar = progress_bar(total=config.steps, initial=start, desc="flow matching", mininterval=1.0,
+                           enabled=progress)
     field.train()
     for step in range(start, config.steps):
         if pool is not None:

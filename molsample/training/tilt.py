@@ -35,9 +35,10 @@ from torch import nn
 from molsample.distributed import World, collective, ddp
 from molsample.errors import ConfigError
 from molsample.io.atomic import save_torch_atomic
-from molsample.paths import get_path
+from molsample.paths import path_for_base
 from molsample.progress import progress_bar
 from molsample.rewards import TiltReward
+from molsample.flows.transform import Transform
 from molsample.sampling.flow_sampler import FlowSampler
 from molsample.sampling.weights import ess
 from molsample.training.coupling import couple, permutes_particles
@@ -140,7 +141,7 @@ class TiltMatching:
 
     def __init__(self, field: nn.Module, base, reward: TiltReward, config: TiltConfig, *,
                  seed: int = 0, device: str | torch.device = "cpu", coupling: str = "independent",
-                 world: World | None = None) -> None:
+                 world: World | None = None, transform: Transform | None = None) -> None:
         config.validate()
         if coupling not in TILT_COUPLINGS:
             raise ConfigError(f"the tilt pairs (x0, x1) {' or '.join(TILT_COUPLINGS)}, not {coupling!r}: other "
@@ -149,12 +150,14 @@ class TiltMatching:
         self._permute = permutes_particles(getattr(field, "spec", {}) or {}, base)  # molecules: rotate only
         self.world = world or World()
         self.field = field
+        #: flow coordinates → Cartesian positions (None: the flow is Cartesian); rewards see positions
+        self.transform = transform
         self._trained: nn.Module | None = None  # the field, wrapped for data-parallel training when distributed
         self.base = base
         self.reward = reward
         self.config = config
         self.device = torch.device(device)
-        self.path = get_path(config.path)
+        self.path = path_for_base(config.path, base)
         self.dtype = next(field.parameters()).dtype
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(seed)
@@ -177,7 +180,8 @@ class TiltMatching:
     def sampler(self, field: nn.Module) -> FlowSampler:
         """The :class:`FlowSampler` of ``field`` with the level solver of the config."""
         return FlowSampler(field, self.base, self.reward, method=self.config.ode_method,
-                           steps=self.config.ode_steps, dtype=self.dtype, device=self.device, world=self.world)
+                           steps=self.config.ode_steps, dtype=self.dtype, device=self.device, world=self.world,
+                           transform=self.transform)
 
     def _warn_if_capped(self, e: torch.Tensor) -> None:
         """Warn when nearly every endpoint lies above the reward's soft energy cap: there the
@@ -201,8 +205,10 @@ class TiltMatching:
             p.requires_grad_(False)
 
         world = self.world
-        x1 = self.sampler(frozen).draw_shard(cfg.n_endpoints, generator=self.generator)[0]
-        r, e = self.reward.evaluate(x1)
+        sampler = self.sampler(frozen)
+        x1 = sampler.draw_shard(cfg.n_endpoints, generator=self.generator)[0]
+        # the reward of a temperature tilt is free of the Jacobian: it cancels in π_kT / π_kT0
+        r, e = self.reward.evaluate(sampler.to_cartesian(x1)[0])
         self.reward.n_energy_evals += cfg.n_endpoints - len(x1)  # the other ranks' shards
         x1 = world.gather(x1)
         r, e = world.gather(r.detach().to(self.dtype), what="rewards"), world.gather(e.detach().to(self.dtype))
@@ -300,10 +306,13 @@ class TiltMatching:
         """
         g = torch.Generator().manual_seed(self.seed + FULL_ESS_SEED_OFFSET * (1 + self.level))
         n = self.config.n_probe
-        x, logq = self.sampler(self.field).draw_shard(n, generator=g, with_logq=True)
+        sampler = self.sampler(self.field)
+        z, logq = sampler.draw_shard(n, generator=g, with_logq=True)
+        x, logdet = sampler.to_cartesian(z)
         e = self.reward.energy(x).to(self.dtype)
         self.reward.n_energy_evals += n - len(x)  # the other ranks' shards
-        return ess(self.world.gather(self.reward.log_level_target(x, e, a) - logq, what="log-weights"))
+        logw = self.reward.log_level_target(x, e, a) - (logq - logdet.to(logq.dtype))
+        return ess(self.world.gather(logw, what="log-weights"))
 
     # ------------------------------------------------------------------ loop, checkpoints
     def state_dict(self) -> dict:

@@ -41,7 +41,7 @@ def test_ctrl_c_during_tilt_says_how_to_resume(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("molsample.pipeline.run_tilt", interrupted)
+    monkeypatch.setattr("molsample.stages.run.run_tilt", interrupted)
     assert _exit(["tilt", "--system", "gauss2d", "--preset", "smoke", "--out", str(tmp_path / "r")]) == 130
     err = capsys.readouterr().err
     assert "--resume" in err and "Aborted" not in err
@@ -58,7 +58,7 @@ def test_help_texts_come_from_the_registries(capsys):
 
 
 def test_a_start_model_skips_training_and_says_what_was_reused(tmp_path):
-    from molsample.pipeline import run_tilt
+    from molsample.stages.run import run_tilt
 
     torch.manual_seed(0)
     model = save_model(tmp_path / "m.pt", AffineVelocity(1, 2), system="gauss2d", a=1.0, mode="temperature",
@@ -80,7 +80,7 @@ def test_a_start_model_skips_training_and_says_what_was_reused(tmp_path):
 
 def test_a_start_model_of_another_system_is_refused(tmp_path):
     from molsample.errors import ConfigError
-    from molsample.pipeline import run_tilt
+    from molsample.stages.run import run_tilt
 
     model = save_model(tmp_path / "m.pt", AffineVelocity(1, 2), system="ring2d", a=1.0)
     cfg = RunConfig(system="gauss2d", report=False)

@@ -8,7 +8,7 @@ import torch
 from molsample import load_system
 from molsample.distributions import StandardGaussian
 from molsample.nets.affine import AffineVelocity
-from molsample.pipeline import draw_weighted_samples
+from molsample.sampling.flow_sampler import FlowSampler
 from molsample.rewards import make_reward
 
 
@@ -25,8 +25,8 @@ def setup():
 
 
 def draw(field, base, reward, **kw):
-    return draw_weighted_samples(field, base, reward, 50, method="rk4", steps=4, batch_size=8,
-                                 generator=torch.Generator().manual_seed(7), dtype=torch.float64, **kw)
+    sampler = FlowSampler(field, base, reward, method="rk4", steps=4, dtype=torch.float64)
+    return sampler.sample(50, batch_size=8, generator=torch.Generator().manual_seed(7), **kw)
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(setup, tmp_path, monkeypatch):
@@ -81,7 +81,8 @@ def test_chirality_fix_by_net(spec, reflect):
     import math
 
     from molsample.chirality import chiral_centers_for_system, chirality
-    from molsample.pipeline import WeightedSamples, fix_chirality
+    from molsample.sampling.flow_sampler import WeightedSamples
+    from molsample.stages.final import fix_chirality
     from molsample.sampling.weights import summarize
 
     aldp = load_system("aldp")
