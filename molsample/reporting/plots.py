@@ -23,7 +23,7 @@ from molsample.io.atomic import atomic_path
 from molsample.reporting.stats import pair_distances, weighted_histogram
 
 #: Line colours by role.
-COLORS = {"flow": "#1f77b4", "reweighted": "#ff7f0e", "mcmc": "#2ca02c", "reference": "#222222"}
+COLORS = {"flow": "#1f77b4", "reweighted": "#ff7f0e", "mcmc": "#2ca02c", "refined": "#9467bd", "reference": "#222222"}
 DPI = 120
 
 

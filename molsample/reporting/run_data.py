@@ -22,7 +22,7 @@ from molsample.sampling.diagnostics import WeightDiagnostics, weight_diagnostics
 from molsample.sampling.weights import normalized_weights
 
 #: Sample sets besides "samples" that the report draws when present: name → (label, role).
-EXTRA_SETS = {"mcmc_corrected": ("MCMC-corrected", "mcmc")}
+EXTRA_SETS = {"mcmc_corrected": ("MCMC-corrected", "mcmc"), "refined": ("SMC-refined", "refined")}
 
 
 @dataclasses.dataclass

@@ -105,6 +105,11 @@ def _energy_and_force(energy: EnergyLike, x: Tensor) -> tuple[Tensor, Tensor]:
     return e.detach(), -g.detach()
 
 
+#: Public names of the two helpers above, for other kernels (:mod:`molsample.sampling.kernels`).
+project_com = _project
+energy_and_force = _energy_and_force
+
+
 def _event_shape(energy: EnergyLike, x: Tensor) -> tuple[int, int]:
     shape = getattr(energy, "event_shape", None)
     if shape is not None and tuple(x.shape[1:]) != tuple(shape):
