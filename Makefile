@@ -24,8 +24,9 @@ test-slow: $(STAMP)
 
 # LJ-13 from the shipped tilted model (molsample/data/models/lj13-demo.pt): final samples with exact
 # weights, reference samples and the report; the output names the reused model and its command.
+# Torch threads: molsample's measured default (benchmarks/thread_default.py; --threads N to change it).
 demo: $(STAMP)
-	$(VENV)/bin/molsample --threads 2 tilt --system lj13 --preset demo --out runs/demo-lj13 --no-progress
+	$(VENV)/bin/molsample tilt --system lj13 --preset demo --out runs/demo-lj13 --no-progress
 
 # Rebuild the shipped demo model (runs/lj13-demo-model.toml: the default preset with aligned pairs
 # and 1,000 final samples; about 42 CPU-minutes) and copy it into the package.

@@ -5,7 +5,8 @@ Draws ``--samples`` flow samples with exact log-likelihoods (midpoint x 20), mir
 field is not reflection-invariant), weights them against the 300 K Boltzmann density and prints:
 bond RMSD (from the REMD frames' mean bond lengths) and its ratio to the REMD frames' own value,
 median energy, ESS, reweighted energy-W2 against the REMD energies, basin populations and
-ΔF(β/C7eq − αR) with error bars for flow, reweighted flow and reference, and the CPU time.
+ΔF(β/C7eq − αR) with error bars for flow, reweighted flow and reference, and the CPU time. Reweighted
+numbers from fewer than 50 effective samples are marked "(unusable: k effective samples)".
 Models come from benchmarks/aldp_pretrain.py --save; the reference from benchmarks/aldp_remd.py:
 
     python benchmarks/aldp_table.py MODEL.pt --prior harmonic --bond-std 0.15 --samples 500 --figure rama.png
@@ -30,8 +31,13 @@ from molsample.mirror_energy import reflect_and_reweight
 from molsample.nets import load_model
 from molsample.sampling.ode import sample
 from molsample.sampling.remd import load_or_generate_remd
-from molsample.sampling.weights import summarize
+from molsample.sampling.weights import summarize, unusable_note
 from molsample.systems import load_system
+
+
+def _marked(value: float, note: str) -> float | str:
+    """``value``, or its text with ``note`` (``" (unusable: k effective samples)"``) when there is one."""
+    return f"{value:.4g}{note}" if note else value
 
 
 def main() -> None:
@@ -79,7 +85,8 @@ def main() -> None:
     bc = compare_bonds(xf, xr, bonds)
     thermal, rmsd = bc.thermal, bc.flow
     a_flow, a_ref = phi_psi(xf, system), phi_psi(xr, system)
-    stats = {"flow": basin_populations(a_flow), "reweighted flow": basin_populations(a_flow, logw.numpy()),
+    unusable = unusable_note(s.ess, len(xf))  # "" when the weights carry >= 50 effective samples
+    stats = {"flow": basin_populations(a_flow), f"reweighted flow{unusable}": basin_populations(a_flow, logw.numpy()),
              "reference (REMD)": basin_populations(a_ref, time_series=True)}
     finite = np.isfinite(e)
     row = {
@@ -87,7 +94,7 @@ def main() -> None:
         "bond RMSD [nm]": rmsd, "bond RMSD / thermal": rmsd / thermal, "thermal [nm]": thermal,
         "median E flow [kJ/mol]": float(np.median(e)), "median E REMD [kJ/mol]": float(np.median(ref.energies)),
         "ESS": s.ess, "effective samples": s.ess * len(xf),
-        "energy W2 reweighted [kJ/mol]": energy_w2(e[finite], ref.energies.numpy(), w[finite]),
+        "energy W2 reweighted [kJ/mol]": _marked(energy_w2(e[finite], ref.energies.numpy(), w[finite]), unusable),
         "energy W2 flow [kJ/mol]": energy_w2(e[finite], ref.energies.numpy()),
         "CPU s (this script)": time.process_time() - cpu0,
     }

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "reference": "molsample.commands.reference_cmd:reference",
     "report": "molsample.commands.report_cmd:report",
     "export": "molsample.commands.export_cmd:export",
+    "refine": "molsample.commands.refine_cmd:refine",
 }
 
 
@@ -122,9 +123,31 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
+def _hint_global_option(exc: click.ClickException) -> None:
+    """Add to "No such option: --threads" after a command that global options go before it."""
+    name = getattr(exc, "option_name", None)
+    ctx = getattr(exc, "ctx", None)
+    if not isinstance(exc, click.exceptions.NoSuchOption) or ctx is None or ctx.parent is None:
+        return
+    if any(name in p.opts for p in cli.params):
+        exc.message = exc.message.rstrip(".") + (f": {name} is an option of molsample itself and goes before the command: "
+                        f"molsample {name} N {ctx.info_name} ...")
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """Print a Python warning as the tool's own one line, ``warning: ...`` (no source path)."""
+    click.echo(f"warning{_rank_tag()}: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: runs the CLI, turning user errors into exit status 2."""
+    """Console entry point: runs the CLI, turning user errors into exit status 2 and Python warnings
+    into ``warning: ...`` lines."""
+    import warnings
+
     _stop_on_sigterm()
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         cli.main(args=argv, prog_name="molsample", standalone_mode=False)
     except MolsampleError as exc:
@@ -135,11 +158,13 @@ def main(argv: list[str] | None = None) -> None:
                    err=True)
         sys.exit(130)
     except click.ClickException as exc:
+        _hint_global_option(exc)
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     finally:
+        warnings.showwarning = shown
         if "molsample.distributed" in sys.modules:  # leave the process group of a torchrun run
             sys.modules["molsample.distributed"].shutdown_world()
 

@@ -34,6 +34,13 @@ class MissingFileError(MolsampleError, FileNotFoundError):
         return str(self.args[0]) if self.args else ""
 
 
+class OutputError(MolsampleError, PermissionError):
+    """An output file or folder that cannot be written (permissions, a read-only disk, a file in the way)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class EnergyError(MolsampleError, ValueError):
     """Non-finite energies or overlapping atoms where finite values are required."""
 

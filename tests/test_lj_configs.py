@@ -14,21 +14,32 @@ from molsample.config import resolve_config
 RUNS = Path(__file__).resolve().parents[1] / "runs"
 
 
-def test_lj55_config_validates():
-    cfg = resolve_config("lj55", preset="default", config_file=RUNS / "lj55.toml")
-    assert cfg.pretrain.steps == 5000 and cfg.final.batch_size == 250 and cfg.temperature_factor == 1.25
+def _cfg(name: str, preset: str = "default"):
+    return resolve_config("lj55", preset=preset, config_file=RUNS / f"{name}.toml")
 
 
-def test_lj55_cpu_config_validates():
-    cfg = resolve_config("lj55", preset="default", config_file=RUNS / "lj55-cpu.toml")
-    assert (cfg.net.hidden, cfg.net.n_layers) == (32, 3) and cfg.pretrain.coupling == "aligned"
-    assert cfg.pretrain.steps == 3000 and cfg.final.ode_steps == 10 and cfg.tilt.h is None
+def test_lj55_cpu_config_is_a_smaller_job_than_the_gpu_config():
+    """The CPU config is what its comment promises: the GPU recipe with a smaller net and budget,
+    and aligned pairs (which the tilt can reweight)."""
+    gpu, cpu = _cfg("lj55"), _cfg("lj55-cpu")
+    for key in ("pretrain.steps", "data.n", "final.n_samples", "tilt.max_levels", "final.ode_steps"):
+        a, b = key.split(".")
+        assert getattr(getattr(cpu, a), b) < getattr(getattr(gpu, a), b), key
+    assert cpu.net.hidden * cpu.net.n_layers < gpu.net.hidden * gpu.net.n_layers
+    assert cpu.pretrain.coupling == "aligned" and cpu.temperature_factor == gpu.temperature_factor
 
 
-def test_lj55_smoke_twin_validates():
-    cfg = resolve_config("lj55", preset="smoke", config_file=RUNS / "lj55-smoke.toml")
-    assert cfg.pretrain.steps == 20 and cfg.final.n_samples == 32 and cfg.tilt.max_levels == 2
-    assert cfg.pretrain.coupling == "aligned"  # the CPU config's coupling, on 55 particles
+def test_lj55_smoke_twin_runs_the_cpu_recipe_at_a_tiny_budget():
+    """The smoke twin checks the CPU recipe's code path: the same coupling, net, reward mode and tilt
+    loss, every budget smaller (its ODE solver is Euler, for speed)."""
+    cpu, smoke = _cfg("lj55-cpu"), _cfg("lj55-smoke", "smoke")
+    assert smoke.pretrain.coupling == cpu.pretrain.coupling
+    assert smoke.net.name == cpu.net.name and smoke.mode == cpu.mode and smoke.tilt.method == cpu.tilt.method
+    assert smoke.temperature_factor == cpu.temperature_factor
+    for key in ("pretrain.steps", "data.n", "reference.n", "final.n_samples", "tilt.max_levels",
+                "tilt.n_endpoints"):
+        a, b = key.split(".")
+        assert getattr(getattr(smoke, a), b) < getattr(getattr(cpu, a), b), key
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from molsample.io.export import FORMATS
+from molsample.commands.options import progress_option
+from molsample.io.export import FORMATS, MAX_RESAMPLE
 from molsample.sampling.diagnostics import MIN_EFFECTIVE_SAMPLES
 
 
@@ -14,12 +15,15 @@ from molsample.sampling.diagnostics import MIN_EFFECTIVE_SAMPLES
               default=None, help="Output format [default: from the extension of --out; the two must agree].")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
               help="Output file; its folder must exist.")
-@click.option("--resample", type=click.IntRange(min=1), default=None,
-              help="Draw N frames by importance weight (systematic resampling) instead of all raw samples.")
+@click.option("--resample", type=click.IntRange(min=1, max=MAX_RESAMPLE), default=None,
+              help="Draw N frames by importance weight (systematic resampling) instead of all raw samples; "
+                   "warns when N is far above the effective sample size.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
-@click.option("--name", default="samples", show_default=True,
-              help="Sample set to export (samples, reference, mcmc_corrected, ...).")
-def export(run: str, fmt: str | None, out: str, resample: int | None, seed: int, name: str) -> None:
+@click.option("--name", "--set", "name", default="samples", show_default=True,
+              help="Sample set to export (samples, reference, mcmc_corrected, refined, ...).")
+@progress_option
+def export(run: str, fmt: str | None, out: str, resample: int | None, seed: int, name: str, progress: bool,
+           quiet: bool) -> None:
     """Export the samples of RUN (a run folder or its samples.h5) to pdb, dcd, xtc, h5 or npy.
 
     Trajectory formats need 3-D positions; 2-D systems export with --format npy.

@@ -16,7 +16,7 @@ from typing import Callable
 
 import click
 
-__all__ = ["nproc_option", "launch_if_asked", "strip_nproc", "worker_command"]
+__all__ = ["nproc_option", "launch_if_asked", "strip_nproc", "warn_if_oversubscribed", "worker_command"]
 
 
 def nproc_option(f: Callable) -> Callable:
@@ -44,6 +44,16 @@ def worker_command(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "molsample", *strip_nproc(argv)]
 
 
+def warn_if_oversubscribed(nproc: int) -> None:
+    """Warn when ``--nproc`` asks for more processes than this process may use cores."""
+    from molsample.cli import usable_cores
+
+    cores = usable_cores()
+    if nproc > cores:
+        click.echo(f"warning: --nproc {nproc} starts more processes than the {cores} usable CPU cores; they will "
+                   f"compete for them and run slower than --nproc {cores}", err=True)
+
+
 def launch_if_asked(nproc: int | None) -> None:
     """With ``nproc``, run this command line again under torchrun as ``nproc`` processes and exit
     with its status; without it (or inside torchrun already) return and run in this process."""
@@ -51,6 +61,7 @@ def launch_if_asked(nproc: int | None) -> None:
 
     if nproc is None:
         return
+    warn_if_oversubscribed(nproc)
     if launched_by_torchrun():
         raise click.UsageError("--nproc starts torchrun itself; under torchrun, leave it out "
                                "(torchrun's --nproc-per-node sets the number of processes)")

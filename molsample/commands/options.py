@@ -36,9 +36,15 @@ def progress_option(f: Callable) -> Callable:
     """``--progress/--no-progress`` (bars are drawn only on a terminal) and a hidden ``--quiet`` alias."""
     f = click.option("--quiet", "quiet", is_flag=True, hidden=True, help="Same as --no-progress.")(f)
     return click.option("--progress/--no-progress", "progress", default=True, show_default=True,
-                        help="Progress bars (only when stderr is a terminal; never in a log file).")(f)
+                        help="Progress bars (only when stderr is a terminal; in a log file a plain progress "
+                             "line about every 30 s instead).")(f)
 
 
 def show_progress_flag(progress: bool, quiet: bool) -> bool:
-    """The effective progress setting of :func:`progress_option`'s two flags."""
-    return bool(progress) and not quiet
+    """The effective progress setting of :func:`progress_option`'s two flags; when on, a log file
+    (stderr not a terminal) gets a plain progress line about every 30 s instead of bars."""
+    from molsample.progress import log_progress_lines
+
+    on = bool(progress) and not quiet
+    log_progress_lines(on)
+    return on

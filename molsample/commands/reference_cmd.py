@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from molsample.commands.launch import launch_if_asked, nproc_option
+from molsample.commands.options import progress_option, show_progress_flag
 from molsample.errors import ConfigError
 from molsample.sampling.reference_settings import METHODS
 
@@ -37,7 +38,7 @@ def _format(v: Any) -> str:
 
 @click.command()
 @click.option("--system", "system_name", required=True, help="System name (e.g. lj13) or card path.")
-@click.option("--n", "n", type=int, required=True, help="Number of reference samples.")
+@click.option("--n", "--n-samples", "n", type=int, required=True, help="Number of reference samples.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Output run file (.h5).")
 @click.option("--method", type=click.Choice(list(METHODS)), default="auto", show_default=True,
               help="auto: the exact sampler when the system has one, MD for OpenMM systems, parallel tempering for the "
@@ -56,10 +57,10 @@ def _format(v: Any) -> str:
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE",
               help="Any other sampler setting, e.g. --set n_temps=12 --set kT_max_factor=4 (repeatable).")
 @nproc_option
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 def reference(system_name: str, n: int, out: str, method: str, temperature: float | None, kT: float | None,
               seed: int, chains: int | None, burn_in: int | None, thin: int | None, extra: tuple[str, ...],
-              nproc: int | None, progress: bool) -> None:
+              nproc: int | None, progress: bool, quiet: bool) -> None:
     """Draw reference samples with a classical sampler and write them as a run file.
 
     The file is in the molsample run-file format (mdtraj.load reads its coordinates); the
@@ -75,6 +76,7 @@ def reference(system_name: str, n: int, out: str, method: str, temperature: floa
     from molsample.systems import load_system
 
     launch_if_asked(nproc)
+    progress = show_progress_flag(progress, quiet)
     world, _ = init_world(torch.device("cpu"))
     system = load_system(system_name)
     if temperature is not None and kT is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from molsample.commands.options import progress_option
+
 
 @click.command()
 @click.argument("run")
@@ -15,7 +17,9 @@ import click
                    "<folder>/<stem>-report for another run file].")
 @click.option("--max-frames", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Frames used for distance and Ramachandran histograms (seeded random subset).")
-def report(run: str, reference: str | None, out_dir: str | None, max_frames: int) -> None:
+@progress_option
+def report(run: str, reference: str | None, out_dir: str | None, max_frames: int, progress: bool,
+           quiet: bool) -> None:
     """Write PNG figures, report.html, report.md and summary.json for RUN (a run folder or a run file)."""
     from molsample.reporting.report import _fmt, make_report
 

@@ -12,6 +12,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from molsample.errors import OutputError
+
+__all__ = ["atomic_path", "check_writable", "save_torch_atomic", "temp_path_for", "write_text_atomic"]
+
 
 def _umask() -> int:
     """The process umask (read without changing it where /proc allows, else set and restored)."""
@@ -67,3 +71,26 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def check_writable(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Fail early when ``path`` (a file or folder still to be written) cannot be written.
+
+    The nearest existing folder on the way to ``path`` must allow creating files (atomic writes
+    rename a temporary file there), and an existing ``path`` must itself be writable. Returns ``path``.
+
+    Raises:
+        OutputError: a permission, a read-only file system, or a regular file where a folder is
+            needed; the message names the path and ``option``.
+    """
+    path = Path(path)
+    fix = f"choose another {option}"
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir() and probe != path:
+        raise OutputError(f"cannot write to {path}: {probe} is a file, not a folder; {fix}")
+    folder = probe if probe.is_dir() else probe.parent
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"cannot write to {path}: permission denied; {fix}")
+    return path

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from molsample.errors import ConfigError, MissingFileError
-from molsample.io.atomic import atomic_path
+from molsample.io.atomic import atomic_path, check_writable
 from molsample.io.hdf5 import RunFile, open_run
 from molsample.sampling.weights import ess as ess_fraction
 from molsample.sampling.weights import resample
@@ -88,6 +89,24 @@ def _format_of_extension(path: str | os.PathLike) -> str | None:
     return next((f.name for f in FORMATS.values() if ext and ext in f.extensions), None)
 
 
+#: Most frames ``export --resample`` draws (a resampled set only repeats the run's samples).
+MAX_RESAMPLE = 1_000_000
+#: Resampling more than this many times the ESS count warns before writing.
+RESAMPLE_WARN_FACTOR = 10
+#: Rough bytes per particle and frame of each format (the size estimate of the resampling warning).
+_BYTES_PER_PARTICLE = {"pdb": 81, "dcd": 12, "xtc": 6, "h5": 12, "npy": 24}
+
+
+def estimated_size(fmt: str, n_frames: int, n_particles: int) -> str:
+    """About how large ``n_frames`` frames of ``n_particles`` are in format ``fmt``, e.g. ``"3.1 GB"``."""
+    size = float(n_frames) * n_particles * _BYTES_PER_PARTICLE.get(fmt, 24)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.3g} {unit}"
+        size /= 1000
+    return f"{size:.3g} TB"  # pragma: no cover - the loop returns
+
+
 def systematic_resample(logw: Any, n: int, generator: np.random.Generator | int | None = None) -> np.ndarray:
     """Indices ``(n,)`` of ``n`` draws by importance weight, systematic resampling.
 
@@ -100,8 +119,9 @@ def systematic_resample(logw: Any, n: int, generator: np.random.Generator | int 
         n: number of draws.
         generator: a ``numpy.random.Generator``, an int seed, or ``None`` (fresh entropy).
     """
-    if n < 1:
-        raise ConfigError(f"number of resampled frames must be >= 1, got {n}")
+    if not 1 <= n <= MAX_RESAMPLE:
+        raise ConfigError(f"number of resampled frames must be >= 1 and at most {MAX_RESAMPLE:,}, got {n}; "
+                          "export without --resample for every raw sample")
     rng = generator if isinstance(generator, np.random.Generator) else np.random.default_rng(generator)
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
     return resample(torch.as_tensor(np.asarray(logw, dtype=np.float64)), n, generator=g).numpy()
@@ -227,9 +247,10 @@ def export_run(
         ConfigError: unknown format or one that contradicts the extension, 2-D positions for a
             trajectory format, ``--resample`` without logw.
         MissingFileError: the output folder does not exist; RunFileError: the run cannot be opened.
+        OutputError: ``out`` cannot be written (checked before the run is read).
     """
     fmt = infer_format(out, fmt)
-    out = Path(out)
+    out = check_writable(out)
     if not out.parent.is_dir():
         raise MissingFileError(
             f"output folder {out.parent} does not exist; create it first (mkdir -p {out.parent}) "
@@ -257,6 +278,13 @@ def _export(rf: RunFile, out: Path, fmt: str, resample: int | None, seed: int, n
         if logw is None:
             raise ConfigError(f"sample set '{name}' of {rf.path} has no logw; export without --resample")
         idx = systematic_resample(logw, int(resample), np.random.default_rng(seed))
+        ess_count = (ess or 0.0) * n_source
+        if resample > RESAMPLE_WARN_FACTOR * max(ess_count, 1.0):
+            warnings.warn(
+                f"--resample {resample} is {resample / max(ess_count, 1.0):.0f}x the {ess_count:.3g} effective samples: "
+                f"the file repeats only {np.unique(idx).size} distinct structures and takes about "
+                f"{estimated_size(fmt, int(resample), x.shape[1])}; --resample {max(1, round(ess_count))} carries "
+                "the same information", UserWarning, stacklevel=3)
         x = x[idx]
     if x.shape[0] == 0:
         raise ConfigError(f"sample set '{name}' of {rf.path} has no frames to export")

@@ -12,6 +12,7 @@ from molsample.errors import MolsampleError
 from molsample.reporting.cost import sampling_cost
 from molsample.reporting.plots import unit_label
 from molsample.reporting.run_data import RunData, stage_times
+from molsample.sampling.weights import unusable_note
 
 #: Root attrs shown in the headline when present: attr → display label.
 ATTR_LABELS = {
@@ -21,6 +22,8 @@ ATTR_LABELS = {
     "chirality_mirror_fraction": "mirror-image fraction (before fix)",
     "chirality_reflected": "samples mirrored to the reference handedness",
     "chirality_dropped": "mirror-image samples given weight 0", "seed": "seed", "created": "created",
+    "refined_log_z": "log Z, SMC-refined", "refined_log_z_se": "log Z standard error, SMC-refined",
+    "refined_unique_ancestors": "unique ancestors, SMC-refined",
 }
 #: bond RMSD / thermal above which the report warns that the flow does not resolve the bonds
 BOND_RATIO_WARN = 2.0
@@ -53,6 +56,11 @@ def _energy_w2(e: np.ndarray, e_ref: np.ndarray, w: np.ndarray | None) -> float:
         return float("nan")
 
 
+def _marked(value: Any, note: str) -> Any:
+    """A reweighted headline value, as display text with ``note`` appended when the note is not empty."""
+    return f"{fmt(value)}{note}" if note else value
+
+
 def _json_num(v: Any) -> Any:
     if isinstance(v, (float, np.floating)):
         return float(v) if math.isfinite(v) else None
@@ -73,6 +81,7 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
                                "method": d.attrs.get("method"), "n_samples": n, "n_particles": n_particles, "dim": dim,
                                "energy_unit": d.flow.energy_unit, "length_unit": d.flow.length_unit}
     warnings: list[str] = []
+    unusable = unusable_note(d.diag.ess, n) if d.diag is not None else ""
     if d.diag is not None:
         g = d.diag
         head["ESS (fraction)"] = g.ess
@@ -86,6 +95,7 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
         summary.update({k: gd[k] for k in ("ess", "ess_samples", "log_z", "log_z_se", "log_z_reliable",
                                            "max_weight_share", "n_half_weight")})
         summary.update(n_nonfinite_weights=gd["n_nonfinite"], degenerate_weights=gd["degenerate"])
+        summary["reweighted_usable"] = not unusable
         dropped = int(d.attrs.get("chirality_dropped") or 0)
         if dropped and g.n_nonfinite:
             d.notes.append(f"{min(dropped, g.n_nonfinite)} of the {g.n_nonfinite} samples with a non-finite log-weight "
@@ -108,8 +118,8 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
                 w2 = {"flow": _energy_w2(d.flow.energy, ref.energy, None)}
                 head[f"energy W2 to reference, flow [{u}]"] = w2["flow"]
                 if d.weights is not None:
-                    w2["reweighted"] = head[f"energy W2 to reference, reweighted [{u}]"] = _energy_w2(
-                        d.flow.energy, ref.energy, d.weights)
+                    w2["reweighted"] = _energy_w2(d.flow.energy, ref.energy, d.weights)
+                    head[f"energy W2 to reference, reweighted [{u}]"] = _marked(w2["reweighted"], unusable)
                 for s, role in d.extras:
                     if s.energy is not None:
                         w2[role] = head[f"energy W2 to reference, {s.label} [{u}]"] = _energy_w2(
@@ -120,7 +130,7 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
         u = d.flow.length_unit
         head[f"bond RMSD to reference mean bonds, flow [{u}]"] = f"{fmt(bonds.flow)} ({bonds.ratio:.2f}× thermal)"
         if bonds.reweighted is not None:
-            head[f"bond RMSD to reference mean bonds, reweighted [{u}]"] = bonds.reweighted
+            head[f"bond RMSD to reference mean bonds, reweighted [{u}]"] = _marked(bonds.reweighted, unusable)
         head[f"bond RMSD of the reference itself (thermal) [{u}]"] = bonds.thermal
         summary["bond_rmsd"] = {"flow": _json_num(bonds.flow), "reweighted": _json_num(bonds.reweighted),
                                 "thermal": _json_num(bonds.thermal), "flow_over_thermal": _json_num(bonds.ratio)}

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from molsample.io.atomic import write_text_atomic
+from molsample.errors import RunFileError
+from molsample.io.atomic import check_writable, write_text_atomic
 from molsample.reporting.figures import FIGURES
 from molsample.reporting.headline import build_headline, fmt, timing_rows
 from molsample.reporting.pages import Page, html_page, markdown
@@ -76,8 +77,13 @@ def make_report(
             subset keeps the weighted estimates unbiased up to normalization).
         seed: seed of that subset.
     """
+    out_dir = check_writable(Path(out) if out is not None else default_out_dir(run))
     data = load_run_data(run, reference, max_frames=max_frames, seed=seed)
-    out_dir = Path(out) if out is not None else default_out_dir(data.path)
+    if data.shape[0] == 0:
+        raise RunFileError(
+            f"run {data.path} holds 0 samples, so there is nothing to report; draw some with "
+            f"`molsample sample {data.path.parent} --n 1000`, or finish the run with `molsample tilt ... --resume`"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     head, summary, warnings = build_headline(data)
 

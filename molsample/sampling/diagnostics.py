@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molsample.sampling.weights import _clean, log_partition
+from molsample.sampling.weights import MIN_EFFECTIVE_SAMPLES, _clean, log_partition
 
 __all__ = [
     "MAX_WEIGHT_SHARE",
@@ -37,8 +37,8 @@ __all__ = [
     "weight_diagnostics",
 ]
 
-#: Below this many effective samples the weights are degenerate and log Ẑ has no ± se.
-MIN_EFFECTIVE_SAMPLES = 50
+#: Below this many effective samples (:data:`molsample.sampling.weights.MIN_EFFECTIVE_SAMPLES`, 50) the
+#: weights are degenerate and log Ẑ has no ± se.
 #: Below this ESS fraction the weights are degenerate.
 MIN_ESS_FRACTION = 0.01
 #: Above this share of the total weight on one sample the weights are degenerate.
@@ -94,6 +94,9 @@ class WeightDiagnostics:
     def warnings(self) -> list[str]:
         """One line per problem found, loudest first; empty when the weights look usable."""
         out: list[str] = []
+        if self.n == 0:
+            return ["NO SAMPLES: the set holds 0 samples; nothing can be estimated (draw some with "
+                    "`molsample sample RUN --n 1000`)"]
         if self.n_nonfinite == self.n:
             return [f"DEGENERATE WEIGHTS: all {self.n} log-weights are non-finite; nothing can be reweighted"]
         if self.degenerate:

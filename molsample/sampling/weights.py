@@ -162,3 +162,24 @@ def resample(logw: Tensor, n: int, *, generator: torch.Generator | None = None) 
     points = (u + torch.arange(n, dtype=torch.float64, device=cdf.device)) / max(n, 1)
     idx = torch.searchsorted(cdf, points, right=True)
     return idx.clamp_(max=lw.numel() - 1).to(torch.int64)
+
+
+#: Fewer effective samples (ESS count n · ESS) than this make a reweighted estimate unusable; the
+#: same threshold marks weights as degenerate in :mod:`molsample.sampling.diagnostics`.
+MIN_EFFECTIVE_SAMPLES = 50
+
+
+def usable(ess_fraction: float, n: int) -> bool:
+    """Whether reweighted estimates from ``n`` samples with ESS fraction ``ess_fraction`` mean anything
+    (at least :data:`MIN_EFFECTIVE_SAMPLES` effective samples)."""
+    count = float(ess_fraction) * int(n)
+    return count == count and count >= MIN_EFFECTIVE_SAMPLES  # count == count: not NaN
+
+
+def unusable_note(ess_fraction: float, n: int) -> str:
+    """``""`` for usable weights, else ``" (unusable: k effective samples)"`` to append to a reweighted number."""
+    if usable(ess_fraction, n):
+        return ""
+    count = float(ess_fraction) * int(n)
+    k = f"{count:.2g}" if count == count else "no"
+    return f" (unusable: {k} effective sample{'' if k == '1' else 's'})"
