@@ -1,6 +1,6 @@
 """Package layout that pyproject.toml cannot express: the top-level folders ``systems/``,
 ``potentials/`` and ``runs/presets/`` ship inside the package as ``molsample.cards``,
-``molsample.potentials`` and ``molsample.presets`` (found by :mod:`molsample.resources`)."""
+``molsample.potentials`` and ``molsample.presets`` (found by :mod:`molsample.runtime.resources`)."""
 
 from setuptools import find_packages, setup
 

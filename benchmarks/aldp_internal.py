@@ -21,18 +21,18 @@ import time
 import numpy as np
 import torch
 
-from molsample.basins import phi_psi
-from molsample.bonds import bond_index, compare_bonds
-from molsample.chirality import chiral_centers_for_system, chirality_fractions
-from molsample.config import DataConfig
 from molsample.flows.flow import Flow, base_for, save_flow
 from molsample.flows.internal import InternalCoordinates
+from molsample.molecules.basins import phi_psi
+from molsample.molecules.bonds import bond_index, compare_bonds
+from molsample.molecules.chirality import chiral_centers_for_system, chirality_fractions
 from molsample.molecules.zmatrix import zmatrix_for_system
 from molsample.nets import build_net
-from molsample.rewards import make_reward
+from molsample.stages.config import DataConfig
 from molsample.stages.data import reference_samples
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
+from molsample.training.rewards import make_reward
 
 
 def main() -> None:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from molsample.bonds import bond_index, compare_bonds
 from molsample.io.hdf5 import RunFile
+from molsample.molecules.bonds import bond_index, compare_bonds
 from molsample.nets import load_model
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 
 def row(run: Path) -> dict:

@@ -11,7 +11,7 @@ learning-rate-schedule numbers in docs/flows.md:
     python benchmarks/aldp_pretrain.py --steps 3000 --batch-size 128 --ema 0.999
     python benchmarks/aldp_pretrain.py --steps 3000 --batch-size 128 --ema 0.999 --lr-schedule cosine
 
-The prior (molsample.distributions.base_distribution, card table ``[base]``) and the table of
+The prior (molsample.flows.distributions.base_distribution, card table ``[base]``) and the table of
 docs/benchmarks/aldp.md; "thermal" is the bond RMSD of 300 K MD frames (2,000, cached too):
 
     python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior isotropic
@@ -47,13 +47,13 @@ import time
 import numpy as np
 import torch
 
-from molsample.bonds import bond_index, bond_lengths, bond_rmsd
-from molsample.config import DataConfig
-from molsample.distributions import base_distribution
+from molsample.flows.distributions import base_distribution
+from molsample.flows.sampler import FlowSampler
+from molsample.molecules.bonds import bond_index, bond_lengths, bond_rmsd
 from molsample.nets import build_net, default_net_spec
+from molsample.stages.config import DataConfig
 from molsample.stages.data import reference_samples
-from molsample.sampling.flow_sampler import FlowSampler
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 
 

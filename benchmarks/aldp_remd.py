@@ -2,7 +2,7 @@
 
 Six replicas, geometric 300–600 K, 500 steps of 1 fs between swap attempts, a frame every two
 attempts (1 ps). Prints the swap rates, round trips, τ_int, CPU time and the basin populations
-with their τ_int error bars (molsample.basins):
+with their τ_int error bars (molsample.molecules.basins):
 
     python benchmarks/aldp_remd.py --frames 10000
 """
@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from molsample.sampling.remd import load_or_generate_remd
-from molsample.systems import load_system
+from molsample.mcmc.reference import load_or_generate_remd
+from molsample.systems.cards import load_system
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
                                              "n_energy_evals", "cpu_time_s", "wall_time_s", "energy_mean")}, indent=1))
     print(f"CPU time of this call: {time.process_time() - t0:.0f} s")
     try:
-        from molsample.basins import basin_report
+        from molsample.molecules.basins import basin_report
 
         print(basin_report(system, ref.samples.numpy(), kT=system.kT, kind="md"))
     except ImportError:

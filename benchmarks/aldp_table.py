@@ -1,7 +1,7 @@
 """One row of the ALDP table (docs/benchmarks/aldp.md) from a pretrained flow and the REMD reference.
 
 Draws ``--samples`` flow samples with exact log-likelihoods (midpoint x 20), mirrors the D samples
-(molsample.mirror_energy.reflect_and_reweight, which recomputes their energies when the force
+(molsample.flows.reflection.reflect_and_reweight, which recomputes their energies when the force
 field is not reflection-invariant), weights them against the 300 K Boltzmann density and prints:
 bond RMSD (from the REMD frames' mean bond lengths) and its ratio to the REMD frames' own value,
 median energy, ESS, reweighted energy-W2 against the REMD energies, basin populations and
@@ -22,17 +22,17 @@ import time
 import numpy as np
 import torch
 
-from molsample.basins import basin_populations, phi_psi
-from molsample.bonds import bond_index, compare_bonds
-from molsample.chirality import chiral_centers_for_system
-from molsample.distributions import base_distribution
-from molsample.metrics import energy_w2
-from molsample.mirror_energy import reflect_and_reweight
+from molsample.analysis.metrics import energy_w2
+from molsample.flows.distributions import base_distribution
+from molsample.flows.ode import sample
+from molsample.flows.reflection import reflect_and_reweight
+from molsample.flows.weights import summarize, unusable_note
+from molsample.mcmc.reference import load_or_generate_remd
+from molsample.molecules.basins import basin_populations, phi_psi
+from molsample.molecules.bonds import bond_index, compare_bonds
+from molsample.molecules.chirality import chiral_centers_for_system
 from molsample.nets import load_model
-from molsample.sampling.ode import sample
-from molsample.sampling.remd import load_or_generate_remd
-from molsample.sampling.weights import summarize, unusable_note
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 
 def _marked(value: float, note: str) -> float | str:

@@ -39,10 +39,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from molsample.distributions import CoMFreeGaussian  # noqa: E402
+from molsample.flows.distributions import CoMFreeGaussian  # noqa: E402
+from molsample.flows.sampler import FlowSampler  # noqa: E402
 from molsample.nets.e3nn_net import E3NNVelocity  # noqa: E402
 from molsample.nets.egnn import EGNN  # noqa: E402
-from molsample.sampling.flow_sampler import FlowSampler  # noqa: E402
 
 N_PARTICLES = 22  # alanine dipeptide
 

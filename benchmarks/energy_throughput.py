@@ -91,7 +91,7 @@ def plain_lowlevel(context, x: np.ndarray) -> None:  # type: ignore[no-untyped-d
 def bench_openmm(batch: int, platforms: list[str], repeats: int, min_time: float, workers: int) -> list[dict]:
     import openmm
 
-    from molsample.systems import load_system
+    from molsample.systems.cards import load_system
 
     aldp = load_system("aldp").energy
     rng = np.random.default_rng(0)

@@ -38,10 +38,10 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from molsample.distributions import CoMFreeGaussian  # noqa: E402
+from molsample.flows.distributions import CoMFreeGaussian  # noqa: E402
+from molsample.flows.ode import integrate  # noqa: E402
 from molsample.nets import EGNN  # noqa: E402
 from molsample.nets.common import batch_time, fourier_features  # noqa: E402
-from molsample.sampling.ode import integrate  # noqa: E402
 
 
 # --------------------------------------------------------------------------- the reference EGNN

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from molsample.io.hdf5 import open_run
+from molsample.mcmc.reference import generate_reference
 from molsample.reporting.cost import sampling_cost
-from molsample.sampling.reference import generate_reference
 from molsample.stages.data import base_data_cost
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 
 def mcmc_rows(system, method: str, n: int, seed: int) -> list[dict]:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from molsample.distributions import base_distribution
+from molsample.flows.distributions import base_distribution
 from molsample.nets import build_net, default_net_spec, save_model
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 from molsample.training import coupling as cp
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 
@@ -31,7 +31,7 @@ def load_data(path: str | None, n: int = 10_000, seed: int = 0) -> torch.Tensor:
     """``(n, 13, 3)`` float64 samples of LJ-13 at kT0 = 1.25: a run's ``base_data.pt`` or MALA."""
     if path:
         return torch.as_tensor(torch.load(path, weights_only=False)["x"], dtype=torch.float64)
-    from molsample.sampling.reference import load_or_generate_reference
+    from molsample.mcmc.reference import load_or_generate_reference
 
     ref = load_or_generate_reference(load_system("lj13"), n, method="mala", kT=1.25, seed=seed, progress=False)
     return torch.as_tensor(ref.samples, dtype=torch.float64)

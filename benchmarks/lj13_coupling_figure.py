@@ -10,9 +10,9 @@ import argparse
 
 import torch
 
-from molsample.distributions import base_distribution
-from molsample.sampling.ode import integrate
-from molsample.systems import load_system
+from molsample.flows.distributions import base_distribution
+from molsample.flows.ode import integrate
+from molsample.systems.cards import load_system
 
 from lj13_flow_quality import load_field  # noqa: E402  (benchmarks/ is the script's directory)
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from molsample.distributions import base_distribution
-from molsample.metrics import energy_w2
+from molsample.analysis.metrics import energy_w2
+from molsample.flows.distributions import base_distribution
+from molsample.flows.ode import integrate
+from molsample.flows.weights import ess, log_weights, resample
 from molsample.nets import load_model
-from molsample.sampling.ode import integrate
-from molsample.sampling.weights import ess, log_weights, resample
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 TAIL = -16.0
 
@@ -36,7 +36,7 @@ def reference_energies(path: str, system) -> torch.Tensor:
     if path.endswith(".pt"):
         x = torch.as_tensor(torch.load(path, weights_only=False)["x"], dtype=torch.float64)
         return system.energy.energy(x)
-    from molsample.sampling.reference import read_reference
+    from molsample.mcmc.reference import read_reference
 
     return torch.as_tensor(read_reference(path).energies, dtype=torch.float64)
 

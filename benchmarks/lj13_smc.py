@@ -2,7 +2,7 @@
 
 Draws ``--n-samples`` weighted samples from the shipped demo model (``molsample/data/models/lj13-demo.pt``,
 midpoint × 20, the demo preset's solver; cached in ``--cache``), then for each of ``--seeds`` SMC
-seeds runs :func:`~molsample.sampling.smc.smc_refine` (kT_start auto, ``--steps`` MALA steps per
+seeds runs :func:`~molsample.flows.smc.smc_refine` (kT_start auto, ``--steps`` MALA steps per
 level, ``--final-steps`` at kT, ``--groups`` groups) and measures energy-W2 of the weighted set
 against held-out MCMC reference energies (``--ref``: a reference ``.h5`` such as
 ``molsample reference --system lj13 --n 10000 --out runs/smc/lj13-ref.h5``), energy evaluations,
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from molsample.metrics import energy_w2
-from molsample.sampling.smc import smc_refine
-from molsample.sampling.weights import normalized_weights, summarize
-from molsample.systems import load_system
+from molsample.analysis.metrics import energy_w2
+from molsample.flows.smc import smc_refine
+from molsample.flows.weights import normalized_weights, summarize
+from molsample.systems.cards import load_system
 
 #: Reported energy-W2 of 2,000 reweighted flow samples of the demo model and of an independent MCMC set.
 KNOWN = {"flow_reweighted": 0.98, "floor": 0.49}
@@ -35,12 +35,12 @@ def flow_samples(system, n: int, seed: int, cache: Path) -> dict:
     path = cache / f"lj13-demo-flow-n{n}-seed{seed}.pt"
     if path.is_file():
         return torch.load(path, weights_only=False)
-    from molsample.distributions import base_distribution
+    from molsample.flows.distributions import base_distribution
+    from molsample.flows.sampler import FlowSampler
     from molsample.io.atomic import save_torch_atomic
     from molsample.nets import load_model
-    from molsample.resources import package_file
-    from molsample.rewards import make_reward
-    from molsample.sampling.flow_sampler import FlowSampler
+    from molsample.runtime.resources import package_file
+    from molsample.training.rewards import make_reward
 
     field, _ = load_model(package_file("package:lj13-demo.pt"))
     target = make_reward(system, "temperature", kT0=1.25 * system.kT)
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/smc")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from molsample.sampling.reference import read_reference
+    from molsample.mcmc.reference import read_reference
 
     system = load_system("lj13")
     energy = system.energy.to(torch.float64)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from molsample.distributions import base_distribution
+from molsample.flows.distributions import base_distribution
+from molsample.flows.ode import integrate
+from molsample.flows.paths import get_path
 from molsample.nets import build_net, default_net_spec
-from molsample.paths import get_path
-from molsample.sampling.ode import integrate
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 from molsample.training.coupling import couple
 from molsample.training.flow_matching import flow_matching_loss
 

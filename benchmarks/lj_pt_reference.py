@@ -2,7 +2,7 @@
 
 Draws ``--n`` samples of ``--system`` (lj13, lj55) with PT (32 chains × the default temperature ladder, thin 20, burn-in
 5,000 steps), stores them in ``runs/cache/reference`` through
-:func:`molsample.sampling.reference.load_or_generate_reference` (a second run is a cache hit),
+:func:`molsample.mcmc.reference.load_or_generate_reference` (a second run is a cache hit),
 and prints τ_int of the energy, the effective sample size, energy evaluations and CPU time as JSON.
 
     python benchmarks/lj_pt_reference.py --n 100000                 # LJ-13: about 4 CPU-minutes on one core
@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from molsample.sampling.reference import load_or_generate_reference
-from molsample.systems import load_system
+from molsample.mcmc.reference import load_or_generate_reference
+from molsample.systems.cards import load_system
 
 SETTINGS = {"chains": 32, "thin": 20, "burn_in": 5000}
 

@@ -18,10 +18,10 @@ import tomllib
 import numpy as np
 import torch
 
+from molsample.mcmc.reference import load_or_generate_reference, reference_cache_path, resolve_method
+from molsample.mcmc.reference_settings import _resolve_settings
 from molsample.reporting.run_data import load_run_data
-from molsample.sampling.reference import load_or_generate_reference, reference_cache_path, resolve_method
-from molsample.sampling.reference_settings import _resolve_settings
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 
 def closest_pair(x: np.ndarray) -> np.ndarray:

@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from molsample.io.export import systematic_resample
+from molsample.analysis.metrics import distance_w1, energy_w2
+from molsample.flows.weights import ess
 from molsample.io.toml_writer import dumps_toml
-from molsample.metrics import distance_w1, energy_w2
+from molsample.reporting.export import systematic_resample
 from molsample.reporting.run_data import load_run_data
-from molsample.sampling.weights import ess
 
 COPIED = ("base_data.pt", "pretrained.pt")
 

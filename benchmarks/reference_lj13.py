@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from molsample.sampling.mcmc import geometric_ladder, integrated_autocorrelation_time, mala, parallel_tempering
-from molsample.sampling.reference import default_settings, generate_reference, initial_configurations
-from molsample.systems import load_system
+from molsample.mcmc.mala import geometric_ladder, integrated_autocorrelation_time, mala, parallel_tempering
+from molsample.mcmc.reference import default_settings, generate_reference, initial_configurations
+from molsample.systems.cards import load_system
 
 
 def production(system, method: str, n: int, seed: int) -> dict:

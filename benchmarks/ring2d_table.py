@@ -27,12 +27,12 @@ import time
 import torch
 
 from molsample import load_system
-from molsample.distributions import StandardGaussian
 from molsample.energies import bump_reward
+from molsample.flows.distributions import StandardGaussian
+from molsample.flows.sampler import FlowSampler
 from molsample.nets.mlp import MLPVelocity
-from molsample.rewards import make_reward
-from molsample.sampling.flow_sampler import FlowSampler
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
+from molsample.training.rewards import make_reward
 from molsample.training.tilt import TiltConfig, TiltMatching
 
 TUTORIAL = {  # the tutorial's one-shot loop (its own target: pretrained flow tilted)
@@ -48,7 +48,7 @@ TUTORIAL = {  # the tutorial's one-shot loop (its own target: pretrained flow ti
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 128, seed: int = 0) -> float:
     """The tutorial's definition: random unit directions, sort projections, RMS over all."""
-    from molsample.metrics import sliced_wasserstein as sw
+    from molsample.analysis.metrics import sliced_wasserstein as sw
 
     return float(sw(a, b, n_projections=n_projections, seed=seed))
 

@@ -22,7 +22,7 @@ CHILD = r"""
 import sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
 from molsample import load_system
-from molsample.distributions import base_distribution
+from molsample.flows.distributions import base_distribution
 from molsample.nets import build_net, default_net_spec
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 system = load_system("lj13")

@@ -14,6 +14,7 @@ import sys
 import click
 
 from molsample.errors import MolsampleError
+from molsample.runtime.threads import set_threads
 
 #: command name → "module:function" of a click.Command, imported only when used.
 COMMANDS: dict[str, str] = {
@@ -60,47 +61,11 @@ def cli(threads: int | None) -> None:
     set_threads(threads)
 
 
-def set_threads(threads: int | None) -> None:
-    """Use ``threads`` torch threads (None: :func:`default_threads`, unless OMP_NUM_THREADS is set).
-
-    Before torch is imported this only sets OMP_NUM_THREADS (torch reads it at import), so
-    ``--help`` stays fast.
-    """
-    import os
-
-    if threads is None:
-        if os.environ.get("OMP_NUM_THREADS"):
-            return
-        threads = default_threads()
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    else:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-
-
-def default_threads() -> int:
-    """The default number of torch threads: half the usable cores, between 1 and 4.
-
-    Torch's own default (all cores) degrades badly when another process competes for them.
-    """
-    return max(1, min(4, usable_cores() // 2))
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
-
-
 def _rank_tag() -> str:
     """`` (rank k of K)`` in a distributed run, else empty."""
-    if "molsample.distributed" not in sys.modules:
+    if "molsample.runtime.distributed" not in sys.modules:
         return ""
-    world = sys.modules["molsample.distributed"].current_world()
+    world = sys.modules["molsample.runtime.distributed"].current_world()
     return f" (rank {world.rank} of {world.world_size})" if world.distributed else ""
 
 
@@ -165,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     finally:
         warnings.showwarning = shown
-        if "molsample.distributed" in sys.modules:  # leave the process group of a torchrun run
-            sys.modules["molsample.distributed"].shutdown_world()
+        if "molsample.runtime.distributed" in sys.modules:  # leave the process group of a torchrun run
+            sys.modules["molsample.runtime.distributed"].shutdown_world()
 
 
 if __name__ == "__main__":  # pragma: no cover

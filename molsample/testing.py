@@ -9,8 +9,8 @@ from typing import Callable
 
 import torch
 
+from molsample.analysis.geometry import random_orthogonal
 from molsample.energies.base import Energy
-from molsample.rotations import random_orthogonal
 
 __all__ = ["assert_equivariant", "assert_forces_match_fd", "random_orthogonal"]
 

@@ -31,7 +31,7 @@ def lj_energy(x: np.ndarray) -> np.ndarray:
     """Benchmark-convention LJ energies (the lj13 card's energy), ``(n,)``."""
     import torch
 
-    from molsample.systems import load_system
+    from molsample.systems.cards import load_system
 
     return load_system("lj13").energy.double().energy(torch.as_tensor(x, dtype=torch.float64)).numpy()
 

@@ -1,7 +1,8 @@
 """Shared fixtures: seeded generators, test data paths, dtypes with their tolerances, the device.
 
-``tests/`` mirrors the package (tests/energies, tests/nets, tests/sampling, tests/training, tests/io,
-tests/reporting, tests/stages, tests/commands); the helpers in this folder (``_run_helpers``, the
+``tests/`` mirrors the package's rooms (tests/analysis, tests/commands, tests/energies, tests/flows,
+tests/io, tests/mcmc, tests/molecules, tests/nets, tests/reporting, tests/runtime, tests/stages,
+tests/systems, tests/training); the helpers in this folder (``_run_helpers``, the
 ``load_minimum`` below) are importable from every subfolder.
 """
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from molsample.config import PRESETS, resolve_config
-from molsample.resources import cards_dir, package_file, presets_dir
+from molsample.runtime.resources import cards_dir, package_file, presets_dir
+from molsample.stages.config import PRESETS, resolve_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,8 +41,9 @@ def test_a_built_wheel_finds_cards_and_presets_outside_the_source_tree(tmp_path)
         assert name in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = ("import molsample, molsample.resources as r; from molsample.config import PRESETS, resolve_config; "
-            "from molsample.systems import load_system; "
+    code = ("import molsample, molsample.runtime.resources as r; "
+            "from molsample.stages.config import PRESETS, resolve_config; "
+            "from molsample.systems.cards import load_system; "
             "print(molsample.__file__); print(r.cards_dir()); print(','.join(PRESETS)); "
             "print(load_system('lj13').name, resolve_config('lj13', preset='smoke').final.n_samples)")
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from molsample.commands.options import progress_option
-from molsample.io.export import FORMATS, MAX_RESAMPLE
-from molsample.sampling.diagnostics import MIN_EFFECTIVE_SAMPLES
+from molsample.flows.diagnostics import MIN_EFFECTIVE_SAMPLES
+from molsample.reporting.export import FORMATS, MAX_RESAMPLE
 
 
 @click.command()
@@ -28,7 +28,7 @@ def export(run: str, fmt: str | None, out: str, resample: int | None, seed: int,
 
     Trajectory formats need 3-D positions; 2-D systems export with --format npy.
     """
-    from molsample.io.export import export_run
+    from molsample.reporting.export import export_run
 
     res = export_run(run, out, fmt, resample=resample, seed=seed, name=name)
     how = f"resampled by weight (seed {seed}) from {res.n_source}" if res.resampled else "raw"

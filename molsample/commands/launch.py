@@ -46,7 +46,7 @@ def worker_command(argv: list[str]) -> list[str]:
 
 def warn_if_oversubscribed(nproc: int) -> None:
     """Warn when ``--nproc`` asks for more processes than this process may use cores."""
-    from molsample.cli import usable_cores
+    from molsample.runtime.threads import usable_cores
 
     cores = usable_cores()
     if nproc > cores:
@@ -57,7 +57,7 @@ def warn_if_oversubscribed(nproc: int) -> None:
 def launch_if_asked(nproc: int | None) -> None:
     """With ``nproc``, run this command line again under torchrun as ``nproc`` processes and exit
     with its status; without it (or inside torchrun already) return and run in this process."""
-    from molsample.distributed import RESUME_HINT, launched_by_torchrun
+    from molsample.runtime.distributed import RESUME_HINT, launched_by_torchrun
 
     if nproc is None:
         return
@@ -69,7 +69,7 @@ def launch_if_asked(nproc: int | None) -> None:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     if not os.environ.get("OMP_NUM_THREADS") and "--threads" not in sys.argv[1:]:
-        from molsample.cli import usable_cores
+        from molsample.runtime.threads import usable_cores
 
         os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // nproc))  # inherited by the processes
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),

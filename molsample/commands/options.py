@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import click
 
-from molsample.devices import DEVICE_CHOICES
+from molsample.runtime.devices import DEVICE_CHOICES
 
 __all__ = ["DeviceType", "device_option", "progress_option", "show_progress_flag"]
 
@@ -43,7 +43,7 @@ def progress_option(f: Callable) -> Callable:
 def show_progress_flag(progress: bool, quiet: bool) -> bool:
     """The effective progress setting of :func:`progress_option`'s two flags; when on, a log file
     (stderr not a terminal) gets a plain progress line about every 30 s instead of bars."""
-    from molsample.progress import log_progress_lines
+    from molsample.runtime.progress import log_progress_lines
 
     on = bool(progress) and not quiet
     log_progress_lines(on)

@@ -13,11 +13,11 @@ import torch
 
 from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import device_option, progress_option, show_progress_flag
-from molsample.devices import resolve_device
 from molsample.errors import ConfigError, MissingFileError, RunFileError, ShapeError
+from molsample.flows.paths import PATHS
 from molsample.nets import NETS
 from molsample.nets.endpoint import PARAMETRISATIONS
-from molsample.paths import PATHS
+from molsample.runtime.devices import resolve_device
 from molsample.training.coupling import COUPLINGS
 from molsample.training.flow_matching import LR_SCHEDULES, TIME_WEIGHTINGS
 
@@ -103,13 +103,13 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
              seed: int, device: str, ema: float | None, checkpoint_every: int, resume: bool, nproc: int | None,
              progress: bool, quiet: bool) -> None:
     """Train a velocity net by flow matching and write OUT/model.pt (the same pretraining stage as `tilt`)."""
-    from molsample.config import BaseConfig
-    from molsample.distributed import init_world
-    from molsample.distributions import base_distribution
+    from molsample.flows.distributions import base_distribution
     from molsample.nets import default_net_spec
-    from molsample.progress import show_progress
+    from molsample.runtime.distributed import init_world
+    from molsample.runtime.progress import show_progress
+    from molsample.stages.config import BaseConfig
     from molsample.stages.pretrain import pretrain_field
-    from molsample.systems import load_system
+    from molsample.systems.cards import load_system
     from molsample.training.flow_matching import FlowMatchingConfig
 
     launch_if_asked(nproc)

@@ -12,7 +12,7 @@ import click
 from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import progress_option, show_progress_flag
 from molsample.errors import ConfigError
-from molsample.sampling.reference_settings import METHODS
+from molsample.mcmc.reference_settings import METHODS
 
 
 def _parse_value(text: str) -> Any:
@@ -70,10 +70,10 @@ def reference(system_name: str, n: int, out: str, method: str, temperature: floa
     """
     import torch
 
-    from molsample import units
-    from molsample.distributed import init_world
-    from molsample.sampling.reference import generate_reference, resolve_method, write_reference
-    from molsample.systems import load_system
+    from molsample.mcmc.reference import generate_reference, resolve_method, write_reference
+    from molsample.runtime.distributed import init_world
+    from molsample.systems import units
+    from molsample.systems.cards import load_system
 
     launch_if_asked(nproc)
     progress = show_progress_flag(progress, quiet)

@@ -21,14 +21,15 @@ from molsample.commands.options import progress_option
 def report(run: str, reference: str | None, out_dir: str | None, max_frames: int, progress: bool,
            quiet: bool) -> None:
     """Write PNG figures, report.html, report.md and summary.json for RUN (a run folder or a run file)."""
-    from molsample.reporting.report import _fmt, make_report
+    from molsample.reporting.headline import fmt
+    from molsample.reporting.report import make_report
 
     rep = make_report(run, reference=reference, out=out_dir, max_frames=max_frames)
     for w in rep.warnings:
         click.echo(f"WARNING: {w}", err=True)
     width = max(len(k) for k in rep.headline)
     for key, value in rep.headline.items():
-        click.echo(f"{key:<{width}}  {_fmt(value)}")
+        click.echo(f"{key:<{width}}  {fmt(value)}")
     for note in rep.notes:
         click.echo(f"note: {note}")
     if rep.timing:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from molsample.errors import ConfigError, MolsampleError
-from molsample.systems import available_systems, load_system
+from molsample.systems.cards import available_systems, load_system
 
 
 @click.command()

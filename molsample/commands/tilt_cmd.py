@@ -10,12 +10,12 @@ import click
 
 from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import device_option, progress_option, show_progress_flag
-from molsample.config import COORDINATES, PRESETS, resolve_config
 from molsample.nets import NETS
-from molsample.rewards import MODES
-from molsample.systems import load_system
+from molsample.stages.config import COORDINATES, PRESETS, resolve_config
+from molsample.systems.cards import load_system
 from molsample.training.coupling import COUPLINGS
 from molsample.training.losses import LOSSES
+from molsample.training.rewards import MODES
 
 _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 
@@ -62,8 +62,8 @@ def tilt(system_name, method, mode, net, coordinates, preset, config_file, out, 
     the job; run the same command with --resume to continue it. With --nproc K (or under
     torchrun) K processes share the work.
     """
-    from molsample.distributed import secondary_rank
     from molsample.io.atomic import check_writable
+    from molsample.runtime.distributed import secondary_rank
     from molsample.stages.run import run_tilt
 
     launch_if_asked(nproc)

@@ -30,7 +30,7 @@ import torch
 from molsample.energies.base import Energy
 from molsample.errors import ConfigError, EnergyError, PlatformError
 
-__all__ = ["OpenMMEnergy", "available_platforms", "energy_from_card", "system_to_xml"]
+__all__ = ["OpenMMEnergy", "available_platforms"]
 
 _NONFINITE_POLICIES = ("inf", "nan", "raise")
 _GPU_PLATFORMS = ("CUDA", "HIP", "OpenCL")
@@ -406,7 +406,3 @@ def _as_mdtraj_topology(topology: Any, n_particles: int) -> Any:
             "use the structure the system was built from"
         )
     return topology
-
-
-# Card parsing lives in molsample.energies.openmm_card; re-exported here for existing imports.
-from molsample.energies.openmm_card import CARD_KEYS, energy_from_card, system_to_xml  # noqa: E402, F401

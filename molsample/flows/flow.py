@@ -3,7 +3,7 @@
 :class:`Flow` is what a model file holds: ``save_flow`` writes the field with the transform's state
 (and the base it implies), ``load_flow`` rebuilds all of it, so a run folder can be sampled again
 without knowing how it was built. :meth:`Flow.sampler` gives the
-:class:`~molsample.sampling.flow_sampler.FlowSampler` that draws weighted samples:
+:class:`~molsample.flows.sampler.FlowSampler` that draws weighted samples:
 
     log w = −E(T(z))/kT + log|det J(z)| − log q(z).
 """
@@ -18,18 +18,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from molsample.distributed import World
-from molsample.distributions import base_distribution
+from molsample.flows.distributions import base_distribution
+from molsample.flows.sampler import FlowSampler
 from molsample.flows.transform import CartesianTransform, Transform, transform_from_state
 from molsample.nets import load_model, save_model
-from molsample.sampling.flow_sampler import FlowSampler
+from molsample.runtime.distributed import World
 
 __all__ = ["Flow", "base_for", "load_flow", "save_flow"]
 
 
 def base_for(system: Any, transform: Transform, table: dict | None = None) -> Any:
     """The base distribution of a flow in ``transform``'s coordinates: the system's
-    (:func:`~molsample.distributions.base_distribution`, card ``[base]`` overridden by ``table``) for
+    (:func:`~molsample.flows.distributions.base_distribution`, card ``[base]`` overridden by ``table``) for
     Cartesian flows, :class:`~molsample.flows.internal_base.InternalBase` for internal coordinates."""
     if transform.is_identity:
         return base_distribution(system, table)

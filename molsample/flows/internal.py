@@ -14,7 +14,7 @@ frame) in a canonical frame — the first atom at the origin, the second on +x, 
 xy-plane — and subtracts the centre of mass (the unweighted mean), so x is centre-free.
 
 log|det J|. The measure on x is the Lebesgue measure of the (3n − 3)-dimensional centre-free
-subspace V = {x : Σ_i x_i = 0} (that of :class:`~molsample.distributions.CoMFreeGaussian`), with the
+subspace V = {x : Σ_i x_i = 0} (that of :class:`~molsample.flows.distributions.CoMFreeGaussian`), with the
 three rotational degrees of freedom integrated out:
 
 1. The relative positions r_i = x_i − x_0 (i = 1..n − 1) are linear coordinates on V. Their inverse,
@@ -46,9 +46,9 @@ import torch
 from torch import Tensor
 
 from molsample.errors import ConfigError, ShapeError
+from molsample.flows.paths import wrap_angle
 from molsample.flows.transform import Transform
 from molsample.molecules.zmatrix import ZMatrix
-from molsample.paths import wrap_angle
 
 __all__ = ["InternalCoordinates", "dihedral", "bond_angle", "internal_from_cartesian",
            "cartesian_from_internal"]

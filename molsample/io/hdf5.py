@@ -31,13 +31,12 @@ import numpy as np
 
 from molsample.errors import MissingFileError, RunFileError, ShapeError
 from molsample.io.atomic import temp_path_for
+from molsample.io.h5_values import plain_attr, to_numpy
 from molsample.io.run_attrs import (  # noqa: F401 - VERSIONED_PACKAGES re-exported
     VERSIONED_PACKAGES,
     RunAttrs,
     _attr_value,
-    _plain_attr,
     _short,
-    _to_numpy,
     package_versions,
 )
 from molsample.io.run_paths import RUN_FILE_NAME, resolve_run_path  # noqa: F401 - RUN_FILE_NAME re-exported
@@ -124,7 +123,7 @@ class RunFile(RunTables):
                 "mdtraj.load"
             )
         try:
-            version = int(_plain_attr(version))
+            version = int(plain_attr(version))
         except (TypeError, ValueError):
             version = -1
         if version != SCHEMA_VERSION:
@@ -307,14 +306,14 @@ class RunFile(RunTables):
             length_unit: ``"nm"`` or ``"reduced"`` (reduced lengths are stored as they are; mdtraj
                 reads them as nm).
             topology: ``mdtraj.Topology`` or ``openmm.app.Topology`` with ``n_particles`` atoms;
-                ``None`` makes pseudo-atoms (:func:`molsample.topology.particle_topology`) for
+                ``None`` makes pseudo-atoms (:func:`molsample.molecules.topology.particle_topology`) for
                 ``name="samples"`` when the file has no topology yet.
             kT: thermal energy in ``energy_unit``.
             name: ``"samples"`` (the MDTraj-readable root datasets) or a set name stored in ``/<name>/``.
             append: extend an existing set along frames instead of replacing it.
         """
         f = self._check_writable()
-        x = _to_numpy(x)
+        x = to_numpy(x)
         if x.ndim != 3 or x.shape[2] not in (1, 2, 3):
             raise ShapeError(
                 f"write_samples: x must be (n, n_particles, dim) with dim 1, 2 or 3, got shape {tuple(x.shape)}; "
@@ -325,7 +324,7 @@ class RunFile(RunTables):
         for key, value in (("logw", logw), ("logq", logq), ("energy", energy)):
             if value is None:
                 continue
-            arr = _to_numpy(value, np.float64)
+            arr = to_numpy(value, np.float64)
             if arr.shape != (n,):
                 raise ShapeError(f"write_samples: {key} must have shape ({n},) like x, got {tuple(arr.shape)}")
             fields[key] = arr
@@ -357,7 +356,7 @@ class RunFile(RunTables):
                 d.attrs["units"] = str(energy_unit) if key == "energy" else "dimensionless"
         if topology is not None or (name == "samples" and "topology" not in f):
             if topology is None:
-                from molsample.topology import particle_topology
+                from molsample.molecules.topology import particle_topology
 
                 topology = particle_topology(n_particles)
             self._write_topology(g, topology, n_particles)
@@ -370,7 +369,7 @@ class RunFile(RunTables):
         """Store a flow's internal coordinates ``(n, D)`` beside the main set's Cartesian frames
         (dataset ``/internal_coordinates``, float64, attribute ``layout`` describing the columns)."""
         f = self._check_writable()
-        arr = _to_numpy(z, np.float64).reshape(len(z), -1)
+        arr = to_numpy(z, np.float64).reshape(len(z), -1)
         if append and "internal_coordinates" in f:
             d = f["internal_coordinates"]
             if d.shape[1] != arr.shape[1]:
@@ -388,7 +387,7 @@ class RunFile(RunTables):
 
     def _append(self, g: h5py.Group, xyz: np.ndarray, fields: dict, meta: dict, name: str) -> None:
         c = g["coordinates"]
-        old = {k: _plain_attr(v) for k, v in c.attrs.items()}
+        old = {k: plain_attr(v) for k, v in c.attrs.items()}
         if c.shape[1:] != xyz.shape[1:] or old.get("dim") != meta["dim"]:
             raise ShapeError(
                 f"append to '{name}': existing frames have {c.shape[1]} particles in {old.get('dim')}-D, new ones "
@@ -448,15 +447,15 @@ class RunFile(RunTables):
                 f"run file {self.path} has no sample set '{name}'; it has: {', '.join(self.sample_sets()) or '(none)'}"
             )
         c = g["coordinates"]
-        meta = {k: _plain_attr(v) for k, v in c.attrs.items()}
+        meta = {k: plain_attr(v) for k, v in c.attrs.items()}
         dim = int(meta.get("dim", 3))
         xyz = self._read(c)
         out: dict[str, Any] = {"x": np.ascontiguousarray(xyz[:, :, :dim])}
         for key in _FIELDS:
             out[key] = self._read(g[key]).astype(np.float64) if key in g else None
-        out["energy_unit"] = meta.get("energy_unit", _plain_attr(self._h5.attrs.get("energy_unit", "")))
+        out["energy_unit"] = meta.get("energy_unit", plain_attr(self._h5.attrs.get("energy_unit", "")))
         out["length_unit"] = meta.get("length_unit", "nm")
-        kT = meta.get("kT", _plain_attr(self._h5.attrs.get("kT")) if name == "samples" else None)
+        kT = meta.get("kT", plain_attr(self._h5.attrs.get("kT")) if name == "samples" else None)
         out["kT"] = float(kT) if kT is not None else None
         return out
 

@@ -6,13 +6,12 @@ import json
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
 
-if TYPE_CHECKING:
-    from molsample.io.hdf5 import RunFile
+from molsample.io.h5_values import plain_attr
 
 #: Packages whose versions are recorded as root attributes ``<name>_version``.
 VERSIONED_PACKAGES = ("molsample", "torch", "openmm", "mdtraj", "numpy", "h5py")
@@ -27,23 +26,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-def _to_numpy(a: Any, dtype: Any = None) -> np.ndarray:
-    if hasattr(a, "detach"):  # torch tensor
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=dtype)
-
-
-def _plain_attr(v: Any) -> Any:
-    """h5py attribute value → plain Python value."""
-    if isinstance(v, bytes):
-        return v.decode("utf-8", errors="replace")
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return [_plain_attr(e) for e in v.tolist()] if v.dtype.kind in "OS" else v.tolist()
-    return v
 
 
 def _attr_value(key: str, v: Any) -> Any:
@@ -68,13 +50,16 @@ def _attr_value(key: str, v: Any) -> Any:
 
 
 class RunAttrs(MutableMapping):
-    """Dict-like view of the root attributes of a run file (values decoded to Python types)."""
+    """Dict-like view of the root attributes of a run file (values decoded to Python types).
 
-    def __init__(self, run: RunFile) -> None:
+    ``run`` is the open :class:`~molsample.io.hdf5.RunFile` whose attributes this view reads and writes.
+    """
+
+    def __init__(self, run: Any) -> None:
         self._run = run
 
     def __getitem__(self, key: str) -> Any:
-        return _plain_attr(self._run._h5.attrs[key])
+        return plain_attr(self._run._h5.attrs[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._run.set_attrs(**{key: value})

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from molsample.errors import RunFileError
-from molsample.io.run_attrs import _plain_attr, _to_numpy
+from molsample.io.h5_values import plain_attr, to_numpy
 from molsample.io.toml_writer import dumps_toml
 
 if sys.version_info >= (3, 11):
@@ -32,7 +32,7 @@ class RunTables:
             del f[group]
         g = f.create_group(group)
         for key, values in history.items():
-            g.create_dataset(str(key), data=_to_numpy(values, np.float64).reshape(-1))
+            g.create_dataset(str(key), data=to_numpy(values, np.float64).reshape(-1))
 
     def read_history(self, group: str = "history") -> dict[str, np.ndarray]:
         """``{key: float64 array}`` from ``/<group>/``; ``{}`` when the file has none."""
@@ -84,7 +84,7 @@ class RunTables:
         name = name.strip("/")
         if name in f:
             del f[name]
-        arr = _to_numpy(array)
+        arr = to_numpy(array)
         d = f.create_dataset(name, data=arr)
         if units is not None:
             d.attrs["units"] = units
@@ -100,4 +100,4 @@ class RunTables:
         """The ``units`` attribute of a dataset, or ``None``."""
         node = self._node(name.strip("/"))
         u = node.attrs.get("units")
-        return None if u is None else _plain_attr(u)
+        return None if u is None else plain_attr(u)

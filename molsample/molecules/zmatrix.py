@@ -277,7 +277,7 @@ def build_zmatrix(n_atoms: int, bonds: Any, elements: Sequence[Any] | None = Non
 
 
 def zmatrix_for_system(system: Any) -> ZMatrix:
-    """The Z-matrix of a :class:`~molsample.systems.System`: the card's ``[internal] zmatrix`` when given,
+    """The Z-matrix of a :class:`~molsample.systems.cards.System`: the card's ``[internal] zmatrix`` when given,
     else :func:`build_zmatrix` over ``system.topology``'s bonds and elements; validated."""
     name = getattr(system, "name", "?")
     n_atoms = int(system.n_particles)

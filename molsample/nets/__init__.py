@@ -104,7 +104,7 @@ def default_net_spec(system: Any, name: str | None = None, *, hidden: int | None
         spec["n_layers"] = int(n_layers)
     topology = getattr(system, "topology", None)
     if spec["name"] in ("e3nn", "egnn") and topology is not None and topology.n_bonds > 0:
-        from molsample.topology import atom_types_from_topology
+        from molsample.molecules.topology import atom_types_from_topology
 
         spec["atom_types"] = atom_types_from_topology(topology, by="index")
     if bond_edges:

@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from molsample.errors import ConfigError, ShapeError
+from molsample.molecules.topology import atom_types_from_topology
 from molsample.nets.common import batch_time, fourier_features
-from molsample.topology import atom_types_from_topology
 
 __all__ = ["E3NNVelocity", "atom_types_from_topology"]
 
@@ -340,7 +340,7 @@ class E3NNVelocity(nn.Module):
             if len(atom_types) != n_particles or min(atom_types) < 0:
                 raise ConfigError(
                     f"atom_types must list one non-negative int per particle ({n_particles}), got {atom_types!r}; "
-                    f"see molsample.topology.atom_types_from_topology"
+                    f"see molsample.molecules.topology.atom_types_from_topology"
                 )
         self.n_particles, self.dim, self.n_freqs = int(n_particles), 3, int(n_freqs)
         self.r_min, self.r_max, self.n_basis = float(r_min), float(r_max), int(n_basis)

@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from molsample.errors import ConfigError, ShapeError
+from molsample.molecules.topology import BOND_SEPARATIONS, bond_separation
 from molsample.nets.common import batch_time, fourier_features
 from molsample.nets.egnn_edge import _edge_block_values, _EdgeBlock, _silu_prime
-from molsample.topology import BOND_SEPARATIONS, bond_separation
 
 __all__ = ["EGNN", "EGNNLayer"]
 
@@ -279,7 +279,7 @@ class EGNN(nn.Module):
         atom_types: optional integer type per particle (length n). Each type gets a learned
             embedding added to the initial node features, so the field is permutation-equivariant
             only among particles of the same type — needed for molecules, whose atoms are not
-            interchangeable (``molsample.topology.atom_types_from_topology``). ``None``:
+            interchangeable (``molsample.molecules.topology.atom_types_from_topology``). ``None``:
             all particles alike (Lennard-Jones, DW-4).
         bonds: optional bond list ``[(i, j), ...]`` of a molecule. Each layer then adds a learned
             embedding of the bond-graph separation of i and j (1, 2, 3 or more bonds; initialised

@@ -8,7 +8,7 @@ badly. :class:`ScaledVelocity` runs an inner net on x / σ and scales its output
 
 so the divergence (and with it the flow's log-density) needs no correction, and the inner net
 keeps its symmetries (x ↦ x/σ commutes with rotations, reflections, translations and
-permutations). Pair it with the base Gaussian of std σ (:func:`molsample.distributions.base_distribution`
+permutations). Pair it with the base Gaussian of std σ (:func:`molsample.flows.distributions.base_distribution`
 does this from the system's ``length_scale``). :func:`molsample.nets.build_net` builds it from a
 spec with ``"length_scale"`` ≠ 1.
 """

@@ -1,4 +1,5 @@
-"""Report figures and the one-page run summary (``molsample report``)."""
+"""Report figures, the one-page run summary (``molsample report``) and the export of run samples as
+trajectories (``molsample export``, :mod:`molsample.reporting.export`)."""
 
 from molsample.reporting.figures import FIGURES, FigureOut, register_figure
 from molsample.reporting import basins_figure as _basins_figure  # noqa: F401  (registers the "basins" figure)

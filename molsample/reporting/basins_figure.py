@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from molsample.basins import BASIN_LABELS, BASINS, BasinStats, basin_populations, phi_psi
+from molsample.molecules.basins import BASIN_LABELS, BASINS, BasinStats, basin_populations, phi_psi
 from molsample.reporting.figures import FigureOut, register_figure
 from molsample.reporting.run_data import RunData
 
@@ -27,7 +27,7 @@ def _panel_text(st: BasinStats) -> str:
 
 
 def _boundaries(ax: Any) -> None:
-    """The basin edges of :mod:`molsample.basins`: φ = 0, and ψ = 0 / −150 for φ < 0."""
+    """The basin edges of :mod:`molsample.molecules.basins`: φ = 0, and ψ = 0 / −150 for φ < 0."""
     kw = {"color": "#444444", "linewidth": 0.8, "linestyle": ":"}
     ax.axvline(0.0, **kw)
     ax.plot([-180, 0], [0, 0], **kw)
@@ -97,7 +97,7 @@ def basins_figure(
 def basins_report_figure(d: RunData) -> FigureOut | None:
     """The report's basin figure: for systems whose card names the φ/ψ dihedrals (molecules)."""
     from molsample.errors import MolsampleError
-    from molsample.systems import load_system
+    from molsample.systems.cards import load_system
 
     name = d.attrs.get("system")
     if not name or d.shape[2] != 3:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from matplotlib.figure import Figure
 
-from molsample.bonds import bond_groups, bond_index, bond_lengths
+from molsample.molecules.bonds import bond_groups, bond_index, bond_lengths
 from molsample.reporting import plots
 from molsample.reporting.plots import Series
 from molsample.reporting.plots_training import plot_annealing, plot_losses

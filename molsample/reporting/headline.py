@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from molsample.errors import MolsampleError
+from molsample.flows.weights import unusable_note
 from molsample.reporting.cost import sampling_cost
 from molsample.reporting.plots import unit_label
 from molsample.reporting.run_data import RunData, stage_times
-from molsample.sampling.weights import unusable_note
 
 #: Root attrs shown in the headline when present: attr → display label.
 ATTR_LABELS = {
@@ -47,8 +47,8 @@ def fmt_time(seconds: float | None) -> str | None:
 
 
 def _energy_w2(e: np.ndarray, e_ref: np.ndarray, w: np.ndarray | None) -> float:
-    """1-D energy W2 (:func:`molsample.metrics.energy_w2`); NaN when a side has no finite energy."""
-    from molsample.metrics import energy_w2
+    """1-D energy W2 (:func:`molsample.analysis.metrics.energy_w2`); NaN when a side has no finite energy."""
+    from molsample.analysis.metrics import energy_w2
 
     try:
         return energy_w2(e, e_ref, w, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from molsample.sampling.diagnostics import MIN_EFFECTIVE_SAMPLES, WeightDiagnostics, ess_curve
+from molsample.flows.diagnostics import MIN_EFFECTIVE_SAMPLES, WeightDiagnostics, ess_curve
 
 
 def plot_weights(logw: np.ndarray, diag: WeightDiagnostics) -> Figure | None:

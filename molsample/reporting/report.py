@@ -17,7 +17,7 @@ from typing import Any
 from molsample.errors import RunFileError
 from molsample.io.atomic import check_writable, write_text_atomic
 from molsample.reporting.figures import FIGURES
-from molsample.reporting.headline import build_headline, fmt, timing_rows
+from molsample.reporting.headline import build_headline, timing_rows
 from molsample.reporting.pages import Page, html_page, markdown
 from molsample.reporting.plots import save_figure
 from molsample.reporting.run_data import (  # noqa: F401 - re-exported for callers of the old module
@@ -26,8 +26,6 @@ from molsample.reporting.run_data import (  # noqa: F401 - re-exported for calle
     load_reference,
     load_run_data,
 )
-
-_fmt = fmt  # the CLI's display formatter (kept under its old name)
 
 
 @dataclasses.dataclass

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from molsample.bonds import BondComparison, bond_index, compare_bonds
 from molsample.errors import ConfigError, MissingFileError, MolsampleError
+from molsample.flows.diagnostics import WeightDiagnostics, weight_diagnostics
+from molsample.flows.weights import normalized_weights
 from molsample.io.hdf5 import RUN_FILE_NAME, RunFile, open_run, resolve_run_path
-from molsample.sampling.diagnostics import WeightDiagnostics, weight_diagnostics
-from molsample.sampling.weights import normalized_weights
+from molsample.molecules.bonds import BondComparison, bond_index, compare_bonds
 
 #: Sample sets besides "samples" that the report draws when present: name → (label, role).
 EXTRA_SETS = {"mcmc_corrected": ("MCMC-corrected", "mcmc"), "refined": ("SMC-refined", "refined")}
@@ -77,7 +77,7 @@ class RunData:
     @functools.cached_property
     def bond_comparison(self) -> BondComparison | None:
         """Bond RMSDs of flow, reweighted flow and reference against the reference's mean bond
-        lengths (:func:`molsample.bonds.compare_bonds`); ``None`` without bonds or a reference."""
+        lengths (:func:`molsample.molecules.bonds.compare_bonds`); ``None`` without bonds or a reference."""
         bonds = bond_index(self.flow.topology)
         if self.ref is None or bonds.shape[0] == 0 or self.shape[2] != 3:
             return None
@@ -123,7 +123,7 @@ def _energies_from_system(x: np.ndarray, system_name: str) -> tuple[np.ndarray |
     try:
         import torch
 
-        from molsample.systems import load_system
+        from molsample.systems.cards import load_system
 
         system = load_system(system_name)
         energy = system.energy.double()

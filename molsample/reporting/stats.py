@@ -1,7 +1,7 @@
 """Weighted statistics for reports: weighted histograms and pair distances.
 
-ESS and log Z come from :func:`molsample.sampling.weights.summarize`, energy W2 from
-:func:`molsample.metrics.energy_w2`.
+ESS and log Z come from :func:`molsample.flows.weights.summarize`, energy W2 from
+:func:`molsample.analysis.metrics.energy_w2`.
 
 All functions take NumPy arrays. Weights are importance weights from log-weights ``logw``;
 samples whose log-weight (or value) is not finite get weight 0 and are counted apart.

@@ -9,13 +9,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from molsample.config import RunConfig
-from molsample.devices import resolve_device
-from molsample.distributed import World, init_world
-from molsample.distributions import base_distribution
+from molsample.flows.distributions import base_distribution
 from molsample.flows.transform import CartesianTransform, Transform
-from molsample.progress import show_progress
-from molsample.systems import System, load_system
+from molsample.runtime.devices import resolve_device
+from molsample.runtime.distributed import World, init_world
+from molsample.runtime.progress import show_progress
+from molsample.stages.config import RunConfig
+from molsample.systems.cards import System, load_system
 
 Echo = Callable[[str], None]
 

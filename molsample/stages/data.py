@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
-from molsample.distributed import World
+from molsample.flows.weights import resample
 from molsample.io.cache import digest, load_cached, save_cached
-from molsample.rewards import TiltReward
-from molsample.sampling.weights import resample
+from molsample.runtime.distributed import World
 from molsample.stages.context import RunContext
-from molsample.systems import System
+from molsample.systems.cards import System
+from molsample.training.rewards import TiltReward
 
 __all__ = ["base_data_cost", "base_data_stage", "reference_samples", "target_reference"]
 
@@ -20,7 +20,7 @@ __all__ = ["base_data_cost", "base_data_stage", "reference_samples", "target_ref
 def reference_samples(system: System, dcfg, kT: float, *, seed: int, progress: bool, world: World | None = None):
     """Samples at ``kT`` from the reference sampler (cached in runs/cache/reference/ by settings),
     with the MCMC energies shared by the ranks of ``world``."""
-    from molsample.sampling.reference import load_or_generate_reference, resolve_method
+    from molsample.mcmc.reference import load_or_generate_reference, resolve_method
 
     settings = {k: v for k, v in (("n_steps", dcfg.steps), ("burn_in", dcfg.burn_in)) if v}
     if resolve_method(system, dcfg.method, kT) == "exact":
@@ -56,7 +56,7 @@ def base_data_stage(ctx: RunContext) -> None:
 
 def _shared_by_ranks(ctx: RunContext) -> bool:
     """Whether the ranks share the base data's sampler (MCMC chains) rather than wait for rank 0."""
-    from molsample.sampling.reference import SHARDED_METHODS, resolve_method
+    from molsample.mcmc.reference import SHARDED_METHODS, resolve_method
 
     return ctx.mode != "prior" and resolve_method(ctx.system, ctx.cfg.data.method, ctx.kT0) in SHARDED_METHODS
 

@@ -9,14 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from molsample.distributed import World
 from molsample.flows.flow import Flow
+from molsample.flows.sampler import FlowSampler, WeightedSamples
 from molsample.flows.transform import CartesianTransform, Transform
+from molsample.flows.weights import summarize
 from molsample.io.hdf5 import RunFile
-from molsample.sampling.flow_sampler import FlowSampler, WeightedSamples
-from molsample.sampling.weights import summarize
+from molsample.runtime.distributed import World
 from molsample.stages.context import Echo, RunContext
-from molsample.systems import System
+from molsample.systems.cards import System
 
 __all__ = ["final_sampler", "final_stage", "fix_chirality", "is_chiral", "transform_layout", "mcmc_correct", "write_samples"]
 
@@ -72,15 +72,16 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
     stereoisomer (docs/chirality.md). For a reflection-invariant net (every net but the chiral
     e3nn) wrong-handed samples are mirrored in place; the model density is reflection-invariant,
     so logq stays valid, and so do the energies and logw when the force field is
-    (:func:`~molsample.mirror_energy.energy_is_reflection_invariant`); otherwise (CMAP terms,
+    (:func:`~molsample.molecules.mirror_energy.energy_is_reflection_invariant`); otherwise (CMAP terms,
     torsion phases other than 0/180°) the mirrored samples' energies and weights are recomputed. For a chiral net the
     mirror-image samples get weight 0 and the others log 2 more
-    (:func:`~molsample.chirality.drop_wrong_handed_log_weights`); the ESS counts the dropped ones
+    (:func:`~molsample.molecules.chirality.drop_wrong_handed_log_weights`); the ESS counts the dropped ones
     as wasted. Returns run-file attributes with the fractions before the fix.
     """
-    from molsample.chirality import (chiral_centers_for_system, chirality_fractions, drop_wrong_handed_log_weights,
-                                     reflect_wrong_handed)
-    from molsample.mirror_energy import energy_is_reflection_invariant, reflect_and_reweight, reflection_variant_terms
+    from molsample.flows.reflection import reflect_and_reweight
+    from molsample.molecules.chirality import (chiral_centers_for_system, chirality_fractions,
+                                               drop_wrong_handed_log_weights, reflect_wrong_handed)
+    from molsample.molecules.mirror_energy import energy_is_reflection_invariant, reflection_variant_terms
 
     centers = chiral_centers_for_system(system)
     if not centers:
@@ -142,7 +143,7 @@ def write_samples(rf, system: System, ws: WeightedSamples, *, append: bool = Fal
 
 def mcmc_correct(rf, system: System, x: torch.Tensor, n_steps: int, *, seed: int, progress: bool, echo: Echo) -> None:
     """Apply ``n_steps`` MALA steps targeting exp(−E/kT) to ``x`` and store the set ``mcmc_corrected``."""
-    from molsample.sampling.mcmc import mala_correct
+    from molsample.mcmc.mala import mala_correct
 
     g = torch.Generator().manual_seed(seed + 2)
     res = mala_correct(system.energy, system.kT, x.double().cpu(), n_steps=n_steps, remove_com=system.remove_com,

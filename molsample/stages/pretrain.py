@@ -13,11 +13,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from molsample.distributed import World
-from molsample.distributions import HarmonicPrior
+from molsample.flows.distributions import HarmonicPrior
 from molsample.flows.transform import Transform
 from molsample.io.cache import digest
 from molsample.nets import build_net, default_net_spec, load_model, save_model
+from molsample.runtime.distributed import World
 from molsample.stages.context import Echo, RunContext
 from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 

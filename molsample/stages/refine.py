@@ -1,7 +1,7 @@
 """``molsample refine``: SMC from a run's flow samples to its target, appended as the set ``refined``.
 
 Reads ``/coordinates``, ``/logq`` of the run file and the system named in its attributes, runs
-:func:`~molsample.sampling.smc.smc_refine` at the run's kT and appends, in one atomic write:
+:func:`~molsample.flows.smc.smc_refine` at the run's kT and appends, in one atomic write:
 
 * the sample set ``refined`` (coordinates, energies, log-weights at kT);
 * ``/refined_history/*``: per level kT, ESS, conditional ESS, acceptance, step size, resampled fraction;
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from molsample.errors import ConfigError, EnergyError, RunFileError
+from molsample.flows.smc import SMCResult, smc_refine
 from molsample.io.hdf5 import RunFile
 from molsample.io.run_paths import resolve_run_path
-from molsample.sampling.smc import SMCResult, smc_refine
 
 __all__ = ["REFINED_SET", "refine_run", "refine_summary"]
 
@@ -36,7 +36,7 @@ ESS_NOTE = ("note: the refined set is resampled; its ESS counts copies and is no
 
 def _load(path: Path, n: int | None) -> tuple[object, torch.Tensor, torch.Tensor]:
     """The system, the flow samples ``(n, P, d)`` (float64) and their log q, with every check."""
-    from molsample.systems import load_system
+    from molsample.systems.cards import load_system
 
     with RunFile(path, "r") as rf:
         if "samples" not in rf.sample_sets():
@@ -70,7 +70,7 @@ def refine_run(run: str | Path, *, steps: int = 5, final_steps: int = 50, kT_sta
                progress: bool = False) -> tuple[SMCResult, Path]:
     """Refine the flow samples of ``run`` by SMC and append the set ``refined`` to its run file.
 
-    Returns the :class:`~molsample.sampling.smc.SMCResult` and the run file's path.
+    Returns the :class:`~molsample.flows.smc.SMCResult` and the run file's path.
     Raises :class:`~molsample.errors.MolsampleError` subclasses for bad input, before any write.
     """
     path = resolve_run_path(run)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from molsample.config import RunConfig
 from molsample.io.atomic import write_text_atomic
 from molsample.io.toml_writer import dumps_toml
+from molsample.stages.config import RunConfig
 from molsample.stages.context import Echo, RunContext
 from molsample.stages.coordinates import coordinates_stage, uses_internal_coordinates
 from molsample.stages.data import base_data_stage
@@ -87,20 +87,20 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
                 device: str = "cpu", progress: bool = True) -> list[str]:
     """Draw ``n`` more weighted samples from a finished run and append them to its run file.
 
-    The samples come from the same :class:`~molsample.sampling.flow_sampler.FlowSampler` as the
+    The samples come from the same :class:`~molsample.flows.sampler.FlowSampler` as the
     run's final stage. The ESS and log Z in the file's attributes are recomputed over all
     samples. Returns the summary lines. Started by ``torchrun``, the ranks share every batch and
     rank 0 writes and returns the lines (the others return an empty list).
     """
-    from molsample.config import config_from_dict
     from molsample.errors import ConfigError
+    from molsample.flows.diagnostics import weight_diagnostics
+    from molsample.flows.flow import load_flow
+    from molsample.flows.weights import summarize
     from molsample.io.atomic import check_writable
     from molsample.io.hdf5 import RunFile, resolve_run_path
     from molsample.io.run_paths import run_model_path
-    from molsample.flows.flow import load_flow
-    from molsample.progress import show_progress
-    from molsample.sampling.diagnostics import weight_diagnostics
-    from molsample.sampling.weights import summarize
+    from molsample.runtime.progress import show_progress
+    from molsample.stages.config import config_from_dict
     from molsample.stages.tilt import make_run_reward
 
     if n < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from molsample.errors import ConfigError
 from molsample.flows.flow import load_flow
-from molsample.resources import package_file
+from molsample.runtime.resources import package_file
 from molsample.stages.context import RunContext
 from molsample.stages.tilt import make_run_reward
 

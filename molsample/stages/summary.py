@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from molsample.sampling.diagnostics import weight_diagnostics
+from molsample.flows.diagnostics import weight_diagnostics
 from molsample.stages.context import RunContext
 
 __all__ = ["RunSummary", "summarize_run"]
@@ -20,7 +20,7 @@ class RunSummary:
 
     ``extra`` holds further ``(label, text)`` rows (e.g. mean reward and sliced-W of reward-mode
     runs); ``warnings`` lines (the degenerate-weights diagnostics of
-    :func:`~molsample.sampling.diagnostics.weight_diagnostics`) are printed last, each prefixed
+    :func:`~molsample.flows.diagnostics.weight_diagnostics`) are printed last, each prefixed
     ``warning:``; ``log_z_text`` replaces the ``log Z ± se`` row (it drops the ± se when the ESS
     is a handful of samples).
     """
@@ -74,7 +74,7 @@ def _reward_rows(ctx: RunContext) -> list[tuple[str, str]]:
     rows = [("mean reward", f"{float(r[torch.isfinite(r)].mean()):.4f} (flow samples, unweighted)")]
     ref = ctx.extra.get("reference_x")
     if ref is not None:
-        from molsample.metrics import sliced_wasserstein
+        from molsample.analysis.metrics import sliced_wasserstein
 
         rows.append(("sliced-W", f"{sliced_wasserstein(x, torch.as_tensor(ref).double()):.4f} "
                                  "(flow samples vs reference, 128 projections)"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from molsample.flows.flow import save_flow
-from molsample.rewards import make_reward
 from molsample.stages.context import RunContext
+from molsample.training.rewards import make_reward
 from molsample.training.tilt import TiltMatching
 
 __all__ = ["energy_cap", "make_run_reward", "tilt_stage"]
@@ -27,7 +27,7 @@ def energy_cap(ctx: RunContext) -> float | None:
 
 
 def make_run_reward(ctx: RunContext, cap: float | None = None):
-    """The run's :class:`~molsample.rewards.TiltReward` (kT0 from the context)."""
+    """The run's :class:`~molsample.training.rewards.TiltReward` (kT0 from the context)."""
     return make_reward(ctx.system, ctx.mode, kT0=ctx.kT0, beta=ctx.cfg.beta,
                        base_log_prob=ctx.base.log_prob, energy_cap=cap)
 

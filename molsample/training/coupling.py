@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from molsample.analysis.geometry import assign_particles, kabsch, principal_frames
 from molsample.errors import ConfigError, ShapeError
-from molsample.metrics import _assign, _kabsch, _principal_frames
 
 __all__ = ["COUPLINGS", "BATCH_COSTS", "PERMUTING_COUPLINGS", "align_pairs", "couple", "ot_assignment",
            "permutes_particles", "radial_cost", "transport_cost"]
@@ -129,11 +129,11 @@ def align_pairs(x0: Tensor, x1: Tensor, *, permute: bool = True, n_iter: int = 2
     if a.dtype not in (torch.float32, torch.float64):
         a, b = a.double(), b.double()
     if not permute:  # rotations alone: Kabsch is the exact optimum, no starts needed
-        y = b @ _kabsch(a, b, False).transpose(1, 2)
+        y = b @ kabsch(a, b, False).transpose(1, 2)
         cost = ((a - y) ** 2).sum(dim=(1, 2))
         return y.to(device=device, dtype=dtype), cost.to(device=device, dtype=dtype)
     bsz, n, d = a.shape
-    fa, fb = _principal_frames(a, proper=True), _principal_frames(b, proper=True)
+    fa, fb = principal_frames(a, proper=True), principal_frames(b, proper=True)
     starts = _proper_flips(d, a.dtype)[: n_starts or None]
     best = torch.full((bsz,), math.inf, dtype=a.dtype)
     best_x = b.clone()
@@ -142,9 +142,9 @@ def align_pairs(x0: Tensor, x1: Tensor, *, permute: bool = True, n_iter: int = 2
         r = fa @ q @ fb.transpose(1, 2)  # takes b's principal frame onto a's, up to the flip q
         bp = b
         for _ in range(max(n_iter, 1)):
-            perm = _assign(a, b @ r.transpose(1, 2)) if permute else ident
+            perm = assign_particles(a, b @ r.transpose(1, 2)) if permute else ident
             bp = torch.gather(b, 1, perm[:, :, None].expand_as(b))
-            r = _kabsch(a, bp, False)
+            r = kabsch(a, bp, False)
         y = bp @ r.transpose(1, 2)
         cost = ((a - y) ** 2).sum(dim=(1, 2))
         better = cost < best

@@ -8,7 +8,7 @@ weighs each sample by (1 − t)², which on the linear path makes the loss the e
 generator for all randomness (batches, x0, t), checkpoints atomically and resumes exactly:
 an interrupted run resumed from its checkpoint ends with the same weights as an uninterrupted one.
 
-Distributed (a :class:`~molsample.distributed.World` of K ranks): every rank draws the whole
+Distributed (a :class:`~molsample.runtime.distributed.World` of K ranks): every rank draws the whole
 minibatch from the same generator and trains on its shard; DistributedDataParallel averages the
 gradients, so the step equals the 1-process step on the whole minibatch. Rank 0 checkpoints.
 """
@@ -27,11 +27,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from molsample.distributed import World, collective, ddp
-from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError, RunFileError, ShapeError
+from molsample.flows.distributions import CoMFreeGaussian
+from molsample.flows.paths import get_path, path_for_base
 from molsample.io.atomic import save_torch_atomic
-from molsample.paths import get_path, path_for_base
+from molsample.runtime.distributed import World, collective, ddp
 from molsample.training.coupling import COUPLINGS, PAIRWISE_COUPLINGS, couple, permutes_particles
 
 __all__ = ["FlowMatchingConfig", "TIME_WEIGHTINGS", "ema_decay_at", "flow_matching_loss", "time_weight",
@@ -133,7 +133,7 @@ def flow_matching_loss(field: nn.Module | Callable, path: Any, x0: Tensor, x1: T
 
     Args:
         field: velocity ``field(t, x)``.
-        path: an interpolant from :func:`molsample.paths.get_path`.
+        path: an interpolant from :func:`molsample.flows.paths.get_path`.
         x0, x1: ``(batch, n, d)`` base and target samples.
         t: ``(batch,)`` times.
         total: size of the whole minibatch when ``x0, x1, t`` are one shard of it: the result is
@@ -285,8 +285,8 @@ def train_flow_matching(
         }, ckpt)
 
     bar = None
-    if start < config.steps:  # a bar on a terminal, plain lines in a log file (molsample.progress)
-        from molsample.progress import progress_bar
+    if start < config.steps:  # a bar on a terminal, plain lines in a log file (molsample.runtime.progress)
+        from molsample.runtime.progress import progress_bar
 
         bar = progress_bar(total=config.steps, initial=start, desc="flow matching", mininterval=1.0,
                            enabled=progress)

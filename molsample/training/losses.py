@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from molsample.errors import ConfigError
-from molsample.sampling.weights import ess
+from molsample.flows.weights import ess
 
 
 def _sq(err: torch.Tensor) -> torch.Tensor:

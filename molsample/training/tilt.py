@@ -13,7 +13,7 @@ One level a_k → a_{k+1} = a_k + h_k:
 
 Samples, control variate and weights all come from the same frozen level a_k.
 
-Distributed (a :class:`~molsample.distributed.World` of K ranks): every rank draws the same random
+Distributed (a :class:`~molsample.runtime.distributed.World` of K ranks): every rank draws the same random
 numbers; each integrates and evaluates the reward of its shard of the endpoints, the shards are
 gathered (so every rank chooses the same h), each rank regresses on its shard of every minibatch
 with that minibatch's weights, and DistributedDataParallel sums the gradients. Rank 0 checkpoints.
@@ -32,18 +32,18 @@ from typing import Callable
 import torch
 from torch import nn
 
-from molsample.distributed import World, collective, ddp
 from molsample.errors import ConfigError
-from molsample.io.atomic import save_torch_atomic
-from molsample.paths import path_for_base
-from molsample.progress import progress_bar
-from molsample.rewards import TiltReward
+from molsample.flows.paths import path_for_base
+from molsample.flows.sampler import FlowSampler
 from molsample.flows.transform import Transform
-from molsample.sampling.flow_sampler import FlowSampler
-from molsample.sampling.weights import ess
+from molsample.flows.weights import ess
+from molsample.io.atomic import save_torch_atomic
+from molsample.runtime.distributed import World, collective, ddp
+from molsample.runtime.progress import progress_bar
 from molsample.training.coupling import couple, permutes_particles
 from molsample.training.losses import (CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess,
-                                      tilt_loss)
+                                       tilt_loss)
+from molsample.training.rewards import TiltReward
 
 #: share of a level's endpoints above the soft energy cap from which the level warns
 CAPPED_WARNING_FRACTION = 0.9
@@ -130,7 +130,7 @@ class TiltMatching:
         field: the velocity network b̂(t, x) (``forward(t, x)``, x: (batch, n, d)), pretrained
             on the a = 0 distribution; trained in place.
         base: base distribution (``sample(n, generator=...)``, ``log_prob``).
-        reward: the :class:`~molsample.rewards.TiltReward`.
+        reward: the :class:`~molsample.training.rewards.TiltReward`.
         config: :class:`TiltConfig`.
         seed: seed of the trainer's own generator (all its random draws).
         device: torch device of the field.

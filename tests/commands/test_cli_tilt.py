@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from molsample.flows.weights import summarize
 from molsample.io.hdf5 import RunFile
-from molsample.sampling.weights import summarize
 
 
 def molsample(*args, cwd):
@@ -156,7 +156,7 @@ def test_aldp_run_reports_and_fixes_chirality(tmp_path):
     import torch
 
     from molsample import load_system
-    from molsample.chirality import chiral_centers_for_system, chirality
+    from molsample.molecules.chirality import chiral_centers_for_system, chirality
 
     proc = molsample("tilt", "--system", "aldp", "--preset", "smoke", "--out", "runs/aldp", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

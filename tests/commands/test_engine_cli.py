@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from molsample.cli import main
-from molsample.config import RunConfig
 from molsample.nets import save_model
 from molsample.nets.affine import AffineVelocity
+from molsample.stages.config import RunConfig
 
 
 def _exit(argv) -> int:
@@ -90,9 +90,9 @@ def test_a_start_model_of_another_system_is_refused(tmp_path):
 
 
 def test_reward_mode_summary_prints_mean_reward_and_sliced_w(tmp_path):
-    from molsample.metrics import sliced_wasserstein
-    from molsample.sampling.flow_sampler import WeightedSamples
-    from molsample.sampling.weights import summarize
+    from molsample.analysis.metrics import sliced_wasserstein
+    from molsample.flows.sampler import WeightedSamples
+    from molsample.flows.weights import summarize
     from molsample.stages.context import RunContext
     from molsample.stages.summary import summarize_run
     from molsample.stages.tilt import make_run_reward
@@ -115,7 +115,7 @@ def test_reward_mode_summary_prints_mean_reward_and_sliced_w(tmp_path):
 
 
 def test_threads_option_and_default(capsys, monkeypatch):
-    from molsample.cli import default_threads
+    from molsample.runtime.threads import default_threads
 
     assert 1 <= default_threads() <= 4
     try:

@@ -13,9 +13,9 @@ import pytest
 
 from molsample.cli import main
 from molsample.errors import MolsampleError, OutputError
+from molsample.flows.weights import MIN_EFFECTIVE_SAMPLES, unusable_note, usable
 from molsample.io.atomic import check_writable
 from molsample.io.hdf5 import RunFile
-from molsample.sampling.weights import MIN_EFFECTIVE_SAMPLES, unusable_note, usable
 
 from _run_helpers import write_lj_run
 
@@ -215,7 +215,7 @@ def test_report_headline_marks_reweighted_numbers_from_one_effective_sample(tmp_
 def test_plain_progress_lines_in_a_log_file(monkeypatch):
     import io
 
-    import molsample.progress as progress
+    import molsample.runtime.progress as progress
 
     log = io.StringIO()  # not a terminal: no bars
     monkeypatch.setattr(progress.sys, "stderr", log)
@@ -250,10 +250,10 @@ def test_every_long_running_command_takes_progress_and_resume_spellings(command)
 
 
 def test_nproc_above_the_core_count_warns(monkeypatch, capsys):
-    import molsample.cli as cli_mod
+    import molsample.runtime.threads as threads
     from molsample.commands import launch
 
-    monkeypatch.setattr(cli_mod, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     launch.warn_if_oversubscribed(3)
     assert "--nproc 3" in capsys.readouterr().err
     launch.warn_if_oversubscribed(2)

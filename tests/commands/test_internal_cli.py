@@ -13,7 +13,7 @@ import torch
 
 from molsample.flows.flow import load_flow
 from molsample.io.hdf5 import RunFile
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 
 def molsample(*args, cwd):
@@ -56,7 +56,7 @@ def test_run_file_holds_positions_internal_coordinates_and_exact_weights(interna
 
 
 def test_samples_are_l_alanine(internal_run):
-    from molsample.chirality import chiral_centers_for_system, chirality_fractions
+    from molsample.molecules.chirality import chiral_centers_for_system, chirality_fractions
 
     _, run, out = internal_run
     with RunFile(run / "samples.h5") as rf:

@@ -13,7 +13,7 @@ import torch
 
 from molsample.cli import main
 from molsample.io.hdf5 import RunFile
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 NO_FORCE_PLUGIN = '''
 import torch

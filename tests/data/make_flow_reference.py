@@ -4,11 +4,11 @@ Written once by the code before flows had a coordinate transform; the Cartesian 
 these samples: `python tests/data/make_flow_reference.py tests/data/dw4_flow_reference.json`.
 """
 import json, sys, torch
-from molsample.systems import load_system
-from molsample.distributions import base_distribution
+from molsample.flows.distributions import base_distribution
+from molsample.flows.sampler import FlowSampler
 from molsample.nets import build_net, default_net_spec
-from molsample.rewards import make_reward
-from molsample.sampling.flow_sampler import FlowSampler
+from molsample.systems.cards import load_system
+from molsample.training.rewards import make_reward
 torch.set_num_threads(1)
 system = load_system("dw4")
 torch.manual_seed(0)

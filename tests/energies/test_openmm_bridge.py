@@ -13,9 +13,10 @@ import pytest
 import torch
 from openmm import app, unit
 
-from molsample.energies.openmm_bridge import OpenMMEnergy, available_platforms, energy_from_card
+from molsample.energies.openmm_bridge import OpenMMEnergy, available_platforms
+from molsample.energies.openmm_card import energy_from_card
 from molsample.errors import ConfigError, EnergyError, MissingFileError, PlatformError
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 from molsample.testing import assert_forces_match_fd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,7 +190,7 @@ def test_pickle_and_deepcopy_round_trip(aldp_system, batch):
 def test_topology_must_match(aldp_system):
     import mdtraj
 
-    from molsample.topology import particle_topology
+    from molsample.molecules.topology import particle_topology
 
     with pytest.raises(ConfigError, match="22 particles"):
         OpenMMEnergy(aldp_system, topology=particle_topology(5))

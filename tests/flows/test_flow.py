@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import DATA
-from molsample.distributions import base_distribution
+from molsample.flows.distributions import base_distribution
 from molsample.flows.flow import Flow, load_flow, save_flow
+from molsample.flows.sampler import FlowSampler
 from molsample.flows.transform import CartesianTransform, Transform, transform_from_state
 from molsample.nets import build_net, default_net_spec
-from molsample.rewards import make_reward
-from molsample.sampling.flow_sampler import FlowSampler
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
+from molsample.training.rewards import make_reward
 
 
 @pytest.fixture(scope="module")

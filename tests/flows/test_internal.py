@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError, ShapeError
+from molsample.flows.distributions import CoMFreeGaussian
 from molsample.flows.internal import (InternalCoordinates, cartesian_from_internal, dihedral,
                                       internal_from_cartesian)
-from molsample.paths import wrap_angle
 from molsample.flows.internal_base import InternalBase
+from molsample.flows.paths import wrap_angle
 from molsample.molecules.zmatrix import ZMatrix, build_zmatrix, zmatrix_for_system
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 F64 = torch.float64
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from molsample.errors import ConfigError
+from molsample.flows.ode import integrate
+from molsample.flows.paths import LinearPath, PeriodicPath, get_path, path_for_base, wrap_angle
 from molsample.nets.internal_mlp import InternalMLP
-from molsample.paths import LinearPath, PeriodicPath, get_path, path_for_base, wrap_angle
-from molsample.sampling.ode import integrate
 
 
 def test_wrap_angle_range_and_identity_inside():

@@ -8,7 +8,7 @@ import pytest
 
 from molsample.errors import ConfigError
 from molsample.molecules.zmatrix import ZMatrix, build_zmatrix, zmatrix_for_system
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 
 
 @pytest.fixture(scope="module")

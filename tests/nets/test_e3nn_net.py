@@ -202,7 +202,7 @@ def test_divergence_in_sample_chunks_and_float32(x: torch.Tensor) -> None:
 
 
 def test_ode_uses_the_exact_divergence(x: torch.Tensor) -> None:
-    ode = pytest.importorskip("molsample.sampling.ode")
+    ode = pytest.importorskip("molsample.flows.ode")
     net = _net()
     t = torch.tensor(0.4, dtype=torch.float64)
     v, div = ode.field_divergence(net, t, x)

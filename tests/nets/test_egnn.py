@@ -8,7 +8,7 @@ import torch
 from molsample.errors import ConfigError, ShapeError
 from molsample.nets import EGNN, build_net, default_net_spec
 from molsample.nets.egnn import EGNNLayer
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 from molsample.testing import assert_equivariant
 
 # torch emits this from its own forward-mode AD decompositions on first use
@@ -238,7 +238,7 @@ def test_atom_types_break_permutation_symmetry_only_across_types():
 
 
 def test_bond_separation_counts_bonds_along_the_graph():
-    from molsample.topology import bond_separation
+    from molsample.molecules.topology import bond_separation
 
     sep = bond_separation(6, [(0, 1), (1, 2), (2, 3), (3, 4)])  # a chain 0-1-2-3-4 and a lone atom 5
     assert sep[0].tolist() == [0, 1, 2, 3, 0, 0] and sep[2].tolist() == [2, 1, 0, 1, 2, 0]

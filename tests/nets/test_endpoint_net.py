@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from molsample.config import config_from_dict
 from molsample.errors import ConfigError
+from molsample.flows.ode import _generic_exact_divergence, field_divergence
 from molsample.nets import EGNN, MLPVelocity, build_net, default_net_spec, load_model, save_model
 from molsample.nets.endpoint import ENDPOINT_MIN_GAP, EndpointVelocity
 from molsample.nets.scaled import ScaledVelocity
-from molsample.sampling.ode import _generic_exact_divergence, field_divergence
-from molsample.systems import load_system
+from molsample.stages.config import config_from_dict
+from molsample.systems.cards import load_system
 from molsample.testing import assert_equivariant
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

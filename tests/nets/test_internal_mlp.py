@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from molsample.errors import ConfigError, ShapeError
+from molsample.flows.ode import field_divergence
 from molsample.nets import build_net
 from molsample.nets.internal_mlp import InternalMLP
-from molsample.sampling.ode import field_divergence
 
 PERIODIC = [False, False, True, False, True]
 

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from molsample.distributions import CoMFreeGaussian
+from molsample.errors import ConfigError
+from molsample.flows.distributions import CoMFreeGaussian
+from molsample.flows.ode import _generic_exact_divergence, field_divergence, sample
 from molsample.nets import EGNN, MLPVelocity, build_net, default_net_spec, load_model, save_model
 from molsample.nets.scaled import ScaledVelocity
-from molsample.errors import ConfigError
-from molsample.sampling.ode import _generic_exact_divergence, field_divergence, sample
-from molsample.systems import load_system
+from molsample.systems.cards import load_system
 from molsample.testing import assert_equivariant
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

@@ -11,11 +11,11 @@ import torch
 import pytest
 from _run_helpers import write_aldp_run, write_lj_run, write_toy_run
 
+from molsample.analysis.metrics import energy_w2
 from molsample.cli import main
+from molsample.flows.weights import summarize
 from molsample.io.hdf5 import RunFile
-from molsample.metrics import energy_w2
 from molsample.reporting import make_report, pair_distances, weighted_histogram
-from molsample.sampling.weights import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,16 +8,16 @@ import json
 import pytest
 import torch
 
-from molsample.devices import resolve_device
 from molsample.errors import PlatformError
 from molsample.io.cache import digest, load_cached, save_cached
-from molsample.progress import progress_bar, show_progress
+from molsample.runtime.devices import resolve_device
+from molsample.runtime.progress import progress_bar, show_progress
 from molsample.stages.engine import Stage, StageTimings, run_stages
 
 
 class _Ctx:
     def __init__(self, run_dir, resume):
-        from molsample.distributed import World
+        from molsample.runtime.distributed import World
 
         self.run_dir, self.resume, self.extra, self.world = run_dir, resume, {}, World()
 

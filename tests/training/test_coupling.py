@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from molsample.distributions import CoMFreeGaussian
 from molsample.errors import ConfigError
+from molsample.flows.distributions import CoMFreeGaussian
 from molsample.nets import build_net
 from molsample.testing import random_orthogonal
 from molsample.training.coupling import COUPLINGS, align_pairs, couple, radial_cost, transport_cost
@@ -100,7 +100,7 @@ def test_rotation_only_equivariant_ot_minimizes_the_aligned_batch_cost():
 
 
 def test_permutes_particles():
-    from molsample.distributions import HarmonicPrior
+    from molsample.flows.distributions import HarmonicPrior
     from molsample.training.coupling import permutes_particles
 
     assert permutes_particles({"name": "egnn"}, CoMFreeGaussian(4, 3))

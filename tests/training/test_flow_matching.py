@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from molsample.cli import main
-from molsample.distributions import CoMFreeGaussian, StandardGaussian
 from molsample.energies.toy2d import RingMixture, bump_reward
 from molsample.errors import ConfigError, ShapeError
+from molsample.flows.distributions import CoMFreeGaussian, StandardGaussian
+from molsample.flows.ode import sample
+from molsample.flows.paths import get_path
 from molsample.nets import MLPVelocity, load_model
-from molsample.paths import get_path
-from molsample.sampling.ode import sample
 from molsample.training.flow_matching import FlowMatchingConfig, flow_matching_loss, train_flow_matching
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from molsample import load_system
-from molsample.distributions import StandardGaussian
-from molsample.errors import ConfigError
 from molsample.energies import quadratic_reward, tilted_gaussian
+from molsample.errors import ConfigError
+from molsample.flows.distributions import StandardGaussian
+from molsample.flows.ode import sample as ode_sample
+from molsample.flows.weights import ess
 from molsample.nets.affine import AffineVelocity
-from molsample.rewards import make_reward
-from molsample.sampling.ode import sample as ode_sample
-from molsample.sampling.weights import ess
+from molsample.training.rewards import make_reward
 from molsample.training.tilt import TiltConfig, TiltMatching
 
 MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
@@ -195,8 +195,8 @@ def test_non_finite_rewards_are_dropped_with_a_warning(gauss_setup):
 @pytest.mark.slow
 def test_ring_itm_beats_the_tutorial_at_beta_5():
     """The tutorial setup (benchmarks/ring2d_table.py at β = 5): ITM sliced-W below its 0.769."""
+    from molsample.analysis.metrics import sliced_wasserstein
     from molsample.energies import bump_reward
-    from molsample.metrics import sliced_wasserstein
     from molsample.nets.mlp import MLPVelocity
     from molsample.training.flow_matching import FlowMatchingConfig, train_flow_matching
 

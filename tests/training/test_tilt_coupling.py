@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from molsample import load_system
-from molsample.config import resolve_config
-from molsample.distributions import base_distribution
 from molsample.errors import ConfigError
+from molsample.flows.distributions import base_distribution
 from molsample.nets import build_net, default_net_spec
-from molsample.rewards import make_reward
+from molsample.stages.config import resolve_config
 from molsample.training.coupling import couple, transport_cost
+from molsample.training.rewards import make_reward
 from molsample.training.tilt import TILT_COUPLINGS, TiltConfig, TiltMatching
 
 CFG = TiltConfig(method="itm", h=0.5, steps_per_level=3, n_endpoints=32, endpoints_per_step=8, draws_per_endpoint=2,

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from molsample import load_system
-from molsample.distributions import StandardGaussian
 from molsample.errors import ConfigError
+from molsample.flows.distributions import StandardGaussian
+from molsample.flows.weights import ess
 from molsample.nets.affine import AffineVelocity
-from molsample.rewards import make_reward
-from molsample.sampling.weights import ess
 from molsample.training.losses import LOSSES, get_loss, register_loss
+from molsample.training.rewards import make_reward
 from molsample.training.tilt import TiltConfig, TiltMatching
 
 CFG = dict(method="itm", h=0.25, steps_per_level=5, n_endpoints=64, endpoints_per_step=16, ode_method="euler",
