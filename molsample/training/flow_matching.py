@@ -168,6 +168,115 @@ def ema_decay_at(step: int, decay: float) -> float:
     return min(float(decay), (1.0 + step) / (10.0 + step))
 
 
+def _data_source(data: Data, event_shape: tuple, centre: bool, device: Any, dtype: torch.dtype
+                 ) -> tuple[Tensor | None, Callable | None]:
+    """``(pool, sampler)``: the data as a centred tensor on the field's device, or the sampler."""
+    if isinstance(data, Tensor):
+        if data.dim() != 3 or tuple(data.shape[1:]) != event_shape:
+            raise ShapeError(f"data must have shape (N, {event_shape[0]}, {event_shape[1]}), got {tuple(data.shape)}")
+        if data.shape[0] == 0:
+            raise ShapeError("data is empty; pass at least one sample")
+        pool = data.to(device=device, dtype=dtype)
+        return (pool - pool.mean(dim=1, keepdim=True) if centre else pool), None
+    if callable(data):
+        return None, data
+    raise ShapeError(f"data must be a tensor (N, n, d) or a sampler function, got {type(data).__name__}")
+
+
+@dataclass
+class _Training:
+    """The state of one flow-matching run: what a checkpoint stores and a resume restores."""
+
+    field: nn.Module
+    opt: torch.optim.Optimizer
+    ema: nn.Module | None
+    gen: torch.Generator
+    config: FlowMatchingConfig
+    history: dict[str, list] = dataclasses.field(default_factory=lambda: {"step": [], "loss": []})
+    start: int = 0
+    cpu_before: float = 0.0  # CPU seconds of earlier invocations (all ranks)
+
+    def restore(self, ckpt: Path, device: Any) -> None:
+        """Continue from ``ckpt``; its settings must be those of :data:`_RESUME_KEYS`."""
+        try:
+            state = torch.load(ckpt, map_location=device, weights_only=False)
+        except Exception as exc:  # noqa: BLE001
+            raise RunFileError(f"cannot read checkpoint {ckpt}: {exc}; delete it to start over") from exc
+        saved, config = state.get("config", {}), self.config
+        keys = _RESUME_KEYS + (("steps",) if config.lr_schedule == "cosine" else ())  # the schedule spans all steps
+        # checkpoints written before these keys
+        older = {"lr_schedule": "constant", "coupling": "independent", "time_weighting": "uniform"}
+        diff = {k: (saved.get(k, older.get(k)), getattr(config, k)) for k in keys}
+        diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+        if diff:
+            raise ConfigError(
+                f"checkpoint {ckpt} was written with different settings {diff} (saved, now); "
+                "use the same settings, pass resume=False, or delete the checkpoint"
+            )
+        self.field.load_state_dict(state["field"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.gen.set_state(state["rng"])
+        self.history = {"step": list(state["history"]["step"]), "loss": list(state["history"]["loss"])}
+        self.start = int(state["step"])
+        self.cpu_before = float(state.get("cpu_s") or 0.0)
+
+    def state(self, step: int, cpu_s: float) -> dict:
+        """The checkpoint after ``step`` optimizer steps."""
+        return {"cpu_s": cpu_s, "step": step, "field": self.field.state_dict(), "optimizer": self.opt.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None, "rng": self.gen.get_state(),
+                "history": self.history, "config": dataclasses.asdict(self.config)}
+
+
+def _minibatch(run: _Training, pool: Tensor | None, sampler: Callable | None, base: Any, event_shape: tuple,
+               centre: bool, permute: bool, world: World) -> tuple[Tensor, Tensor, Tensor]:
+    """This rank's share ``(x0, x1, t)`` of one coupled minibatch, drawn from the run's generator."""
+    config, gen = run.config, run.gen
+    device, dtype = _device_dtype(run.field)
+    if pool is not None:
+        idx = torch.randint(0, pool.shape[0], (config.batch_size,), generator=gen)
+        x1 = pool[idx.to(device)]
+    else:
+        x1 = torch.as_tensor(sampler(config.batch_size, gen)).to(device=device, dtype=dtype)
+        if tuple(x1.shape) != (config.batch_size, *event_shape):
+            raise ShapeError(f"the data sampler returned {tuple(x1.shape)}, expected "
+                             f"({config.batch_size}, {event_shape[0]}, {event_shape[1]})")
+        if centre:
+            x1 = x1 - x1.mean(dim=1, keepdim=True)
+    x0 = base.sample(config.batch_size, generator=gen, dtype=dtype).to(device)
+    s = world.shard(config.batch_size)  # every rank drew the whole minibatch; it trains on its shard
+    if config.coupling in PAIRWISE_COUPLINGS:
+        x0, x1 = couple(config.coupling, x0[s], x1[s], permute=permute)
+    else:  # a batch assignment needs the whole minibatch
+        x0, x1 = (y[s] for y in couple(config.coupling, x0, x1, permute=permute))
+    t = torch.rand(config.batch_size, generator=gen, dtype=dtype).to(device)[s]
+    return x0, x1, t
+
+
+def _device_dtype(field: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(field.parameters())
+    return p.device, p.dtype
+
+
+def _optimizer_step(run: _Training, loss: Tensor, step: int, world: World) -> None:
+    """Backward (gradients averaged over the ranks), learning-rate schedule, clipping, Adam, EMA."""
+    config = run.config
+    run.opt.zero_grad(set_to_none=True)
+    with collective(world, "averaging gradients"):
+        loss.backward()
+    if config.lr_schedule != "constant":
+        for group in run.opt.param_groups:
+            group["lr"] = config.lr_at(step)
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.field.parameters(), config.grad_clip)
+    run.opt.step()
+    if run.ema is not None:
+        with torch.no_grad():
+            for pe, p in zip(run.ema.parameters(), run.field.parameters(), strict=True):
+                pe.lerp_(p, 1.0 - ema_decay_at(step + 1, config.ema_decay))
+
+
 def train_flow_matching(
     field: nn.Module,
     data: Data,
@@ -205,64 +314,25 @@ def train_flow_matching(
     config = config or FlowMatchingConfig()
     config.validate()
     path = path_for_base(config.path, base)
-    params = list(field.parameters())
-    if not params:
+    if not list(field.parameters()):
         raise ConfigError("the field has no parameters to train")
-    device, dtype = params[0].device, params[0].dtype
+    device, dtype = _device_dtype(field)
     event_shape = tuple(base.event_shape)
     centre = isinstance(base, CoMFreeGaussian)
     permute = permutes_particles(getattr(field, "spec", {}) or {}, base)  # molecules: couplings rotate only
+    pool, sampler = _data_source(data, event_shape, centre, device, dtype)
 
-    if isinstance(data, Tensor):
-        if data.dim() != 3 or tuple(data.shape[1:]) != event_shape:
-            raise ShapeError(f"data must have shape (N, {event_shape[0]}, {event_shape[1]}), got {tuple(data.shape)}")
-        if data.shape[0] == 0:
-            raise ShapeError("data is empty; pass at least one sample")
-        pool = data.to(device=device, dtype=dtype)
-        if centre:
-            pool = pool - pool.mean(dim=1, keepdim=True)
-        sampler = None
-    elif callable(data):
-        pool, sampler = None, data
-    else:
-        raise ShapeError(f"data must be a tensor (N, n, d) or a sampler function, got {type(data).__name__}")
-
-    gen = torch.Generator().manual_seed(int(config.seed))
-    opt = torch.optim.Adam(field.parameters(), lr=config.lr)
     ema: nn.Module | None = None
     if config.ema_decay is not None:
         ema = copy.deepcopy(field)
         for p in ema.parameters():
             p.requires_grad_(False)
-    history: dict[str, list] = {"step": [], "loss": []}
-    start = 0
-    cpu_before, cpu0 = 0.0, time.process_time()  # CPU of earlier invocations (from the checkpoint), this one's start
-
+    run = _Training(field, torch.optim.Adam(field.parameters(), lr=config.lr), ema,
+                    torch.Generator().manual_seed(int(config.seed)), config)
+    cpu0 = time.process_time()
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and resume and ckpt.is_file():
-        try:
-            state = torch.load(ckpt, map_location=device, weights_only=False)
-        except Exception as exc:  # noqa: BLE001
-            raise RunFileError(f"cannot read checkpoint {ckpt}: {exc}; delete it to start over") from exc
-        saved = state.get("config", {})
-        keys = _RESUME_KEYS + (("steps",) if config.lr_schedule == "cosine" else ())  # the schedule spans all steps
-        # checkpoints written before these keys
-        older = {"lr_schedule": "constant", "coupling": "independent", "time_weighting": "uniform"}
-        diff = {k: (saved.get(k, older.get(k)), getattr(config, k)) for k in keys}
-        diff = {k: v for k, v in diff.items() if v[0] != v[1]}
-        if diff:
-            raise ConfigError(
-                f"checkpoint {ckpt} was written with different settings {diff} (saved, now); "
-                "use the same settings, pass resume=False, or delete the checkpoint"
-            )
-        field.load_state_dict(state["field"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        gen.set_state(state["rng"])
-        history = {"step": list(state["history"]["step"]), "loss": list(state["history"]["loss"])}
-        start = int(state["step"])
-        cpu_before = float(state.get("cpu_s") or 0.0)
+        run.restore(ckpt, device)
 
     world = world or World()
     trained = ddp(field, world)
@@ -270,66 +340,28 @@ def train_flow_matching(
     def save(step: int) -> None:
         if ckpt is None:
             return
-        cpu_s = cpu_before + world.sum(time.process_time() - cpu0)  # every rank calls save: a collective
-        if not world.is_main:
-            return
-        save_torch_atomic({
-            "cpu_s": cpu_s,
-            "step": step,
-            "field": field.state_dict(),
-            "optimizer": opt.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "rng": gen.get_state(),
-            "history": history,
-            "config": dataclasses.asdict(config),
-        }, ckpt)
+        cpu_s = run.cpu_before + world.sum(time.process_time() - cpu0)  # every rank calls save: a collective
+        if world.is_main:
+            save_torch_atomic(run.state(step, cpu_s), ckpt)
 
     bar = None
-    if start < config.steps:  # a bar on a terminal, plain lines in a log file (molsample.runtime.progress)
+    if run.start < config.steps:  # a bar on a terminal, plain lines in a log file (molsample.runtime.progress)
         from molsample.runtime.progress import progress_bar
 
-        bar = progress_bar(total=config.steps, initial=start, desc="flow matching", mininterval=1.0,
+        bar = progress_bar(total=config.steps, initial=run.start, desc="flow matching", mininterval=1.0,
                            enabled=progress)
     field.train()
-    for step in range(start, config.steps):
-        if pool is not None:
-            idx = torch.randint(0, pool.shape[0], (config.batch_size,), generator=gen)
-            x1 = pool[idx.to(device)]
-        else:
-            x1 = torch.as_tensor(sampler(config.batch_size, gen)).to(device=device, dtype=dtype)
-            if tuple(x1.shape) != (config.batch_size, *event_shape):
-                raise ShapeError(f"the data sampler returned {tuple(x1.shape)}, expected "
-                                 f"({config.batch_size}, {event_shape[0]}, {event_shape[1]})")
-            if centre:
-                x1 = x1 - x1.mean(dim=1, keepdim=True)
-        x0 = base.sample(config.batch_size, generator=gen, dtype=dtype).to(device)
-        s = world.shard(config.batch_size)  # every rank drew the whole minibatch; it trains on its shard
-        if config.coupling in PAIRWISE_COUPLINGS:
-            x0, x1 = couple(config.coupling, x0[s], x1[s], permute=permute)
-        else:  # a batch assignment needs the whole minibatch
-            x0, x1 = (y[s] for y in couple(config.coupling, x0, x1, permute=permute))
-        t = torch.rand(config.batch_size, generator=gen, dtype=dtype).to(device)[s]
+    for step in range(run.start, config.steps):
+        x0, x1, t = _minibatch(run, pool, sampler, base, event_shape, centre, permute, world)
         w = time_weight(config.time_weighting, t)
         if world.distributed:  # DDP averages the ranks' gradients: scale the shard's share of the mean by K
             loss = flow_matching_loss(trained, path, x0, x1, t, total=config.batch_size, weight=w) * world.world_size
         else:
             loss = flow_matching_loss(field, path, x0, x1, t, weight=w)
-        opt.zero_grad(set_to_none=True)
-        with collective(world, "averaging gradients"):
-            loss.backward()
-        if config.lr_schedule != "constant":
-            for group in opt.param_groups:
-                group["lr"] = config.lr_at(step)
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
-        opt.step()
-        if ema is not None:
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), field.parameters(), strict=True):
-                    pe.lerp_(p, 1.0 - ema_decay_at(step + 1, config.ema_decay))
+        _optimizer_step(run, loss, step, world)
         value = world.sum(float(loss.detach())) / world.world_size
-        history["step"].append(step + 1)
-        history["loss"].append(value)
+        run.history["step"].append(step + 1)
+        run.history["loss"].append(value)
         if bar is not None:
             bar.update(1)
             if (step + 1) % 100 == 0:
@@ -340,8 +372,8 @@ def train_flow_matching(
             save(step + 1)
     if bar is not None:
         bar.close()
-    save(max(start, config.steps))
+    save(max(run.start, config.steps))
     field.eval()
     if ema is not None:
         field.load_state_dict(ema.state_dict())
-    return history
+    return run.history

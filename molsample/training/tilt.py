@@ -197,14 +197,48 @@ class TiltMatching:
                           "on more data before tilting", RuntimeWarning, stacklevel=3)
 
     def step_level(self) -> dict[str, float]:
-        """Run one annealing level; returns its history row."""
+        """Run one annealing level: freeze, draw and reward endpoints, choose h, regress, record."""
         cfg = self.config
         cpu0, wall0 = time.process_time(), time.perf_counter()
         frozen = copy.deepcopy(self.field).eval()
         for p in frozen.parameters():
             p.requires_grad_(False)
+        x1, r, e, n_bad = self._endpoints(frozen)
+        h = cfg.h if cfg.h is not None else choose_step(r, self.a, cfg.target_ess, h_min=cfg.min_h)
+        h = min(h, 1.0 - self.a)
+        probe = self._probe_batch(x1)
+        losses = self._regress(frozen, x1, center_reward(r, h, cfg.centring))
+        row = {
+            "level": float(self.level),
+            "a": self.a + h,
+            "h": h,
+            "mean_reward": float(r.mean()),
+            "mean_energy": float(e.mean()),
+            "loss": self.world.sum(sum(losses)) / len(losses),
+            "update_norm": self._update_norm(frozen, probe),
+            "ess_incremental": incremental_ess(r, h),
+            "ess": math.nan,
+            "n_nonfinite": float(n_bad),
+            "reward_evals": float(self.reward.n_energy_evals),
+            "cpu_s": math.nan,
+            "wall_s": math.nan,
+        }
+        self.a = min(1.0, self.a + h)
+        if self.a > 1.0 - 1e-9:
+            self.a = 1.0
+        self.level += 1
+        if cfg.full_ess_every and (self.level % cfg.full_ess_every == 0 or self.a >= 1.0):
+            row["ess"] = self.full_ess(self.a)
+        row["cpu_s"] = time.process_time() - cpu0
+        row["wall_s"] = time.perf_counter() - wall0
+        for k in HISTORY_KEYS:
+            self.history[k].append(row[k])
+        return row
 
-        world = self.world
+    def _endpoints(self, frozen: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """The level's endpoints x1 of the frozen flow (flow coordinates) with their rewards and energies,
+        those with a non-finite reward dropped: ``(x1, r, e, n_dropped)``, gathered over the ranks."""
+        cfg, world = self.config, self.world
         sampler = self.sampler(frozen)
         x1 = sampler.draw_shard(cfg.n_endpoints, generator=self.generator)[0]
         # the reward of a temperature tilt is free of the Jacobian: it cancels in π_kT / π_kT0
@@ -216,25 +250,24 @@ class TiltMatching:
         n_bad = int((~ok).sum())
         if n_bad:
             warnings.warn(f"level {self.level}: {n_bad} of {len(r)} samples have a non-finite reward "
-                          "(non-finite energy); they are dropped from this level", RuntimeWarning, stacklevel=2)
+                          "(non-finite energy); they are dropped from this level", RuntimeWarning, stacklevel=3)
         x1, r, e = x1[ok], r[ok], e[ok]
         if len(r) < 2:
             raise ConfigError(f"level {self.level}: fewer than 2 samples with a finite reward; the flow "
                               "produces invalid configurations — pretrain longer or lower the ODE step")
         self._warn_if_capped(e)
+        return x1, r, e, n_bad
 
-        h = cfg.h if cfg.h is not None else choose_step(r, self.a, cfg.target_ess, h_min=cfg.min_h)
-        h = min(h, 1.0 - self.a)
-        hr_level = center_reward(r, h, cfg.centring)
-
-        probe = self._probe_batch(x1)
+    def _regress(self, frozen: nn.Module, x1: torch.Tensor, hr_level: torch.Tensor) -> list[float]:
+        """``steps_per_level`` Adam steps of the tilt loss on minibatches of the level's endpoints."""
+        cfg, world = self.config, self.world
         losses = []
         loss_spec = get_loss(cfg.method)
         if self._trained is None:
             self._trained = ddp(self.field, world)
         self.field.train()
         for _ in range(cfg.steps_per_level):
-            idx = self._randperm(len(r))[: cfg.endpoints_per_step]
+            idx = self._randperm(len(hr_level))[: cfg.endpoints_per_step]
             idx = idx.repeat_interleave(cfg.draws_per_endpoint)
             xb1, hrb = x1[idx], hr_level[idx]
             t, x0 = self._rand(len(idx)), self._base(len(idx))
@@ -254,40 +287,16 @@ class TiltMatching:
             self.optimizer.step()
             losses.append(float(loss.detach()) / world.world_size)
         self.field.eval()
+        return losses
 
-        with torch.no_grad():
-            t, xt = probe
-            s = world.shard(len(t))
-            diff = self.field(t[s], xt[s]) - frozen(t[s], xt[s])
-            sq = world.gather(diff.pow(2).flatten(1).sum(-1), what="update norms")
-            update_norm = float(sq.mean().sqrt())
-
-        row = {
-            "level": float(self.level),
-            "a": self.a + h,
-            "h": h,
-            "mean_reward": float(r.mean()),
-            "mean_energy": float(e.mean()),
-            "loss": world.sum(sum(losses)) / len(losses),
-            "update_norm": update_norm,
-            "ess_incremental": incremental_ess(r, h),
-            "ess": math.nan,
-            "n_nonfinite": float(n_bad),
-            "reward_evals": float(self.reward.n_energy_evals),
-            "cpu_s": math.nan,
-            "wall_s": math.nan,
-        }
-        self.a = min(1.0, self.a + h)
-        if self.a > 1.0 - 1e-9:
-            self.a = 1.0
-        self.level += 1
-        if cfg.full_ess_every and (self.level % cfg.full_ess_every == 0 or self.a >= 1.0):
-            row["ess"] = self.full_ess(self.a)
-        row["cpu_s"] = time.process_time() - cpu0
-        row["wall_s"] = time.perf_counter() - wall0
-        for k in HISTORY_KEYS:
-            self.history[k].append(row[k])
-        return row
+    @torch.no_grad()
+    def _update_norm(self, frozen: nn.Module, probe: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """RMS over the probe points of ‖b_{a+h} − b_a‖, the level's change of the field."""
+        t, xt = probe
+        s = self.world.shard(len(t))
+        diff = self.field(t[s], xt[s]) - frozen(t[s], xt[s])
+        sq = self.world.gather(diff.pow(2).flatten(1).sum(-1), what="update norms")
+        return float(sq.mean().sqrt())
 
     def _probe_batch(self, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = min(self.config.n_probe, len(x1))
