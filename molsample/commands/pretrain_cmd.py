@@ -108,6 +108,7 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
     from molsample.runtime.distributed import init_world
     from molsample.runtime.progress import show_progress
     from molsample.stages.config import BaseConfig
+    from molsample.stages.guards import check_centre_of_mass
     from molsample.stages.pretrain import pretrain_field
     from molsample.systems.cards import load_system
     from molsample.training.flow_matching import FlowMatchingConfig
@@ -116,6 +117,7 @@ def pretrain(system_name: str, data_path: str | None, out_dir: str, steps: int, 
     world, dev = init_world(resolve_device(device))
     echo = click.echo if world.is_main else (lambda *a, **k: None)  # rank 0 prints
     system = load_system(system_name)
+    check_centre_of_mass(net_name, system)
     if bond_std is not None and not bond_std > 0:
         raise ConfigError(f"--bond-std must be > 0, got {bond_std}")
     base = base_distribution(system, BaseConfig(kind=base_kind, bond_std=bond_std).table())

@@ -12,7 +12,8 @@ The weights are called **degenerate** (a loud warning in the run summary, the re
     ESS fraction < :data:`MIN_ESS_FRACTION` (0.01)    — fewer than 1 % of the samples count
     max share > :data:`MAX_WEIGHT_SHARE` (0.1)        — one sample carries over a tenth of the weight
 
-``log Ẑ ± se`` is only shown with its delta-method standard error when the ESS count is at least
+``log Ẑ ± se`` is only shown with its standard error (the larger of the delta-method and the batch
+estimate, :func:`~molsample.flows.weights.log_z_with_se`) when the ESS count is at least
 :data:`MIN_EFFECTIVE_SAMPLES`; below that the se itself is estimated from a few samples and looks
 far more precise than it is, so the text reads e.g. ``log Z 21.07 (unreliable: 1 effective sample)``.
 """
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molsample.flows.weights import MIN_EFFECTIVE_SAMPLES, _clean, log_partition
+from molsample.flows.weights import MIN_EFFECTIVE_SAMPLES, _clean, log_z_with_se
 
 __all__ = [
     "MAX_WEIGHT_SHARE",
@@ -60,7 +61,8 @@ class WeightDiagnostics:
         ess_samples: ESS count n · ess.
         max_share: largest weight / total weight (NaN when every weight is 0).
         n_half: fewest samples carrying at least half the total weight (0 when every weight is 0).
-        log_z: log Ẑ = logsumexp(log w) − log n; log_z_se: its delta-method standard error.
+        log_z: log Ẑ = logsumexp(log w) − log n; log_z_se: its standard error, the larger of the
+            delta-method and the batch estimate; log_z_se_method: which (``"delta"`` or ``"batch"``).
     """
 
     n: int
@@ -71,6 +73,7 @@ class WeightDiagnostics:
     n_half: int
     log_z: float
     log_z_se: float
+    log_z_se_method: str = "delta"
 
     @property
     def log_z_reliable(self) -> bool:
@@ -119,7 +122,7 @@ class WeightDiagnostics:
         return {
             "n": self.n, "n_nonfinite": self.n_nonfinite, "ess": num(self.ess), "ess_samples": num(self.ess_samples),
             "max_weight_share": num(self.max_share), "n_half_weight": self.n_half, "log_z": num(self.log_z),
-            "log_z_se": num(self.log_z_se), "log_z_reliable": self.log_z_reliable, "degenerate": self.degenerate,
+            "log_z_se": num(self.log_z_se), "log_z_se_method": self.log_z_se_method, "log_z_reliable": self.log_z_reliable, "degenerate": self.degenerate,
             "warnings": self.warnings(),
         }
 
@@ -129,15 +132,15 @@ def weight_diagnostics(logw: Tensor | Any) -> WeightDiagnostics:
     lw = _clean(torch.as_tensor(logw))
     n = lw.numel()
     n_nonfinite = int((~torch.isfinite(lw)).sum())
-    log_z, se = log_partition(lw)
+    log_z, se, method = log_z_with_se(lw)
     if n == n_nonfinite:
-        return WeightDiagnostics(n, n_nonfinite, 0.0, 0.0, math.nan, 0, log_z, se)
+        return WeightDiagnostics(n, n_nonfinite, 0.0, 0.0, math.nan, 0, log_z, se, method)
     w = torch.exp(lw - lw.max())
     total = w.sum()
     ess_samples = float(total**2 / (w * w).sum())
     share = torch.sort(w, descending=True).values / total
     n_half = int(torch.searchsorted(torch.cumsum(share, 0), torch.tensor(0.5 - 1e-12, dtype=share.dtype))) + 1
-    return WeightDiagnostics(n, n_nonfinite, ess_samples / n, ess_samples, float(share[0]), min(n_half, n), log_z, se)
+    return WeightDiagnostics(n, n_nonfinite, ess_samples / n, ess_samples, float(share[0]), min(n_half, n), log_z, se, method)
 
 
 def ess_curve(logw: Tensor | Any) -> Tensor:

@@ -6,6 +6,13 @@ For samples x ~ q with model log-density log q(x):
     ESS   = (Σ w)² / (n Σ w²)                 (a fraction in [1/n, 1])
     log Ẑ = logsumexp(log w) − log n           (Ẑ estimates Z = ∫ exp(−E/kT))
 
+The standard error of log Ẑ is the larger of two estimates (:func:`log_z_with_se`): the delta
+method, sd(w)/(√n · mean w), which rests on the sample variance of the weights and is far too
+small for heavy-tailed weights (the rare large weights that dominate the variance are mostly
+missing from the sample), and the batch estimate: the samples are i.i.d., so the spread of log Ẑ_b
+over B contiguous batches measures the error directly, se = sd(Ẑ_b)/(√B · mean Ẑ_b)
+(:func:`log_mean_exp_se`, also the group error bar of :mod:`molsample.flows.smc`).
+
 Samples with a non-finite energy or log-density get weight 0 (log w = −∞); they stay in n and
 are counted in :class:`WeightSummary`. All reductions are done in float64 after subtracting
 the largest log-weight, so they never overflow.
@@ -22,7 +29,11 @@ from torch import Tensor
 
 from molsample.errors import EnergyError, ShapeError
 
-__all__ = ["log_weights", "ess", "log_partition", "normalized_weights", "WeightSummary", "summarize", "resample"]
+__all__ = ["SE_BATCHES", "log_weights", "ess", "log_partition", "log_mean_exp_se", "batch_log_z_se", "log_z_with_se",
+           "normalized_weights", "WeightSummary", "summarize", "resample"]
+
+#: contiguous batches of the batch standard error of log Ẑ (:func:`batch_log_z_se`)
+SE_BATCHES = 10
 
 
 def _as_1d(x: Tensor, name: str) -> Tensor:
@@ -108,6 +119,41 @@ def log_partition(logw: Tensor) -> tuple[float, float]:
     return log_z, se
 
 
+def log_mean_exp_se(log_values: Tensor) -> tuple[float, float]:
+    """``(log mean(v), se)`` of positive values given as logs ``(G,)``: se = sd(v)/(√G · mean v) in log space
+    (sample sd, G − 1). The error bar of log Ẑ from G independent estimates Ẑ_g; ``(−inf, inf)`` when
+    every value is 0, se ``inf`` for G < 2."""
+    lv = _clean(log_values)
+    g = lv.numel()
+    if g == 0 or not torch.isfinite(lv).any():
+        return -math.inf, math.inf
+    top = lv.max()
+    v = torch.exp(lv - top)
+    log_mean = float(top + torch.log(v.mean()))
+    return log_mean, float(v.std(correction=1) / (math.sqrt(g) * v.mean())) if g > 1 else math.inf
+
+
+def batch_log_z_se(logw: Tensor, batches: int = SE_BATCHES) -> float:
+    """Standard error of log Ẑ from the spread of log Ẑ_b over ``batches`` contiguous batches of the
+    i.i.d. samples ``logw (n,)`` (:func:`log_mean_exp_se`); ``inf`` with fewer than 2 samples per batch."""
+    lw = _clean(logw)
+    if batches < 2 or lw.numel() < 2 * batches:
+        return math.inf
+    per = torch.stack([torch.logsumexp(b, 0) - math.log(b.numel()) for b in torch.tensor_split(lw, batches)])
+    return log_mean_exp_se(per)[1]
+
+
+def log_z_with_se(logw: Tensor, batches: int = SE_BATCHES) -> tuple[float, float, str]:
+    """``(log Ẑ, se, method)``: se the larger of the delta-method and the batch estimate
+    (:func:`log_partition`, :func:`batch_log_z_se`), method ``"delta"`` or ``"batch"`` (which one);
+    the delta method alone with fewer than 2 samples per batch."""
+    log_z, delta = log_partition(logw)
+    batch = batch_log_z_se(logw, batches)
+    if math.isfinite(batch) and not batch <= delta:
+        return log_z, batch, "batch"
+    return log_z, delta, "delta"
+
+
 @dataclass
 class WeightSummary:
     """Diagnostics of a set of log-weights.
@@ -117,7 +163,8 @@ class WeightSummary:
         n_nonfinite: samples whose log-weight was not finite (non-finite energy or log q).
         ess: normalized effective sample size in [1/n, 1] (0 if all weights are 0).
         log_z: log Ẑ = logsumexp(log w) − log n.
-        log_z_se: its delta-method standard error.
+        log_z_se: its standard error, the larger of the delta-method and the batch estimate.
+        log_z_se_method: which of the two it is, ``"delta"`` or ``"batch"`` (:func:`log_z_with_se`).
     """
 
     n: int
@@ -125,17 +172,18 @@ class WeightSummary:
     ess: float
     log_z: float
     log_z_se: float
+    log_z_se_method: str = "delta"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def summarize(logw: Tensor) -> WeightSummary:
-    """ESS, log Ẑ ± se and the count of non-finite log-weights."""
+    """ESS, log Ẑ ± se (the larger of delta-method and batch se) and the count of non-finite log-weights."""
     lw = _as_1d(logw, "logw").to(torch.float64)
-    log_z, se = log_partition(lw)
+    log_z, se, method = log_z_with_se(lw)
     return WeightSummary(n=lw.numel(), n_nonfinite=int((~torch.isfinite(lw)).sum()), ess=ess(lw),
-                         log_z=log_z, log_z_se=se)
+                         log_z=log_z, log_z_se=se, log_z_se_method=method)
 
 
 def resample(logw: Tensor, n: int, *, generator: torch.Generator | None = None) -> Tensor:

@@ -8,6 +8,7 @@ weights and metadata in one file.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from pathlib import Path
@@ -21,7 +22,8 @@ from molsample.io.atomic import save_torch_atomic
 from molsample.nets.egnn import EGNN
 from molsample.nets.mlp import MLPVelocity
 
-__all__ = ["EGNN", "MLPVelocity", "NETS", "build_net", "default_net_spec", "save_model", "load_model"]
+__all__ = ["EGNN", "MLPVelocity", "NETS", "NetCapabilities", "build_net", "capabilities", "default_net_spec",
+           "net_class", "save_model", "load_model"]
 
 #: spec name → "module:Class" (imported on first use, so e3nn loads only when asked for)
 NETS: dict[str, str] = {
@@ -33,12 +35,53 @@ NETS: dict[str, str] = {
 }
 
 
-def _net_class(name: str) -> type[nn.Module]:
+def net_class(name: str) -> type[nn.Module]:
+    """The class registered as ``name`` in :data:`NETS` (imported on first use).
+
+    Raises:
+        ConfigError: an unknown name.
+    """
     target = NETS.get(name)
     if target is None:
         raise ConfigError(f"unknown net '{name}'; choose one of {', '.join(NETS)}")
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetCapabilities:
+    """What a velocity net guarantees, as its class declares it (each class docstring says why).
+
+    Attributes:
+        reflection_invariant: the field commutes with reflections, so the flow of a
+            reflection-invariant base has a reflection-invariant density (mirroring a sample keeps
+            its log q valid).
+        takes_atom_types: the net takes one type per particle (``atom_types``).
+        keeps_centre_of_mass: the velocity has zero mean over particles, so samples stay on the
+            centre-of-mass-free subspace of a CoM-free base.
+    """
+
+    reflection_invariant: bool
+    takes_atom_types: bool
+    keeps_centre_of_mass: bool
+
+
+def capabilities(field: nn.Module | type) -> NetCapabilities:
+    """The declared capabilities of a net, a net class (:func:`net_class`) or a net wrapped in
+    :class:`~molsample.nets.wrapped.WrappedVelocity` subclasses (length scale, endpoint) or
+    DistributedDataParallel: the innermost net's, since the wrappers keep every symmetry.
+    Undeclared capabilities count as absent."""
+    from molsample.nets.wrapped import WrappedVelocity
+
+    inner = field
+    while True:
+        if isinstance(inner, WrappedVelocity):
+            inner = inner.net
+        elif isinstance(inner, nn.Module) and type(inner).__name__ == "DistributedDataParallel":
+            inner = inner.module
+        else:
+            break
+    return NetCapabilities(**{f.name: bool(getattr(inner, f.name, False)) for f in dataclasses.fields(NetCapabilities)})
 
 
 def build_net(spec: dict) -> nn.Module:
@@ -61,7 +104,7 @@ def build_net(spec: dict) -> nn.Module:
 
     if parametrisation not in PARAMETRISATIONS:
         raise ConfigError(f"unknown parametrisation {parametrisation!r}; choose one of {', '.join(PARAMETRISATIONS)}")
-    cls = _net_class(name)
+    cls = net_class(name)
     try:
         net = cls(**kwargs)
     except TypeError as exc:
@@ -103,7 +146,7 @@ def default_net_spec(system: Any, name: str | None = None, *, hidden: int | None
     if n_layers is not None:
         spec["n_layers"] = int(n_layers)
     topology = getattr(system, "topology", None)
-    if spec["name"] in ("e3nn", "egnn") and topology is not None and topology.n_bonds > 0:
+    if topology is not None and topology.n_bonds > 0 and capabilities(net_class(spec["name"])).takes_atom_types:
         from molsample.molecules.topology import atom_types_from_topology
 
         spec["atom_types"] = atom_types_from_topology(topology, by="index")

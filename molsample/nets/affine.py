@@ -19,7 +19,16 @@ class AffineVelocity(nn.Module):
     Args:
         n_particles, dim: event shape; the field acts on the flattened n·dim vector.
         degree: polynomial degree of the time basis (Legendre-like, on [0, 1]).
+
+    Capabilities: a general A(t) does not commute with reflections (A R ≠ R A) and a general m(t)
+    is not mirror-symmetric, so the flow is not ``reflection_invariant``; m(t) and the rows of
+    A(t) move the centre of mass (not ``keeps_centre_of_mass``); no atom types.
     """
+
+    #: capabilities (see the class docstring; read through :func:`molsample.nets.capabilities`)
+    reflection_invariant = False
+    takes_atom_types = False
+    keeps_centre_of_mass = False
 
     def __init__(self, n_particles: int = 1, dim: int = 2, degree: int = 8, **_: object) -> None:
         super().__init__()

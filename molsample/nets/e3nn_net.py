@@ -307,7 +307,16 @@ class E3NNVelocity(nn.Module):
     returns the velocity ``(batch, n, 3)`` with zero mean over particles;
     :meth:`velocity_and_divergence` adds its exact divergence (for likelihoods). ``spec`` holds every
     constructor argument (``"name": "e3nn"``), so the net can be rebuilt from it.
+
+    Capabilities: ``chiral=True`` (SO(3) only: pseudovectors tell mirror images apart) is not
+    reflection-invariant, ``chiral=False`` (E(3)) is; each instance sets ``reflection_invariant = not
+    chiral``. The velocity has zero mean over particles; ``atom_types`` enter the node scalars.
     """
+
+    #: capabilities (see the class docstring; read through :func:`molsample.nets.capabilities`)
+    reflection_invariant = False
+    takes_atom_types = True
+    keeps_centre_of_mass = True
 
     #: budget (in tensor elements) for the intermediates of :meth:`velocity_and_divergence`
     div_max_elements: int = 2**24
@@ -345,6 +354,7 @@ class E3NNVelocity(nn.Module):
         self.n_particles, self.dim, self.n_freqs = int(n_particles), 3, int(n_freqs)
         self.r_min, self.r_max, self.n_basis = float(r_min), float(r_max), int(n_basis)
         self.chiral = bool(chiral)
+        self.reflection_invariant = not self.chiral
         self.spec: dict = {"name": "e3nn", "n_particles": self.n_particles, "dim": 3, "hidden": int(hidden),
                            "n_layers": int(n_layers), "lmax": int(lmax),
                            "lmax_hidden": int(lmax_hidden), "n_freqs": self.n_freqs,

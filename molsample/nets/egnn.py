@@ -287,7 +287,19 @@ class EGNN(nn.Module):
 
     ``forward(t, x)`` takes ``t`` as a float, 0-d or ``(batch,)`` tensor and ``x: (batch, n, dim)``
     and returns the velocity ``(batch, n, dim)`` with zero mean over particles.
+
+    Capabilities: every layer sees only distances and relative vectors x_i − x_j, so the field is
+    E(dim)-equivariant including reflections, b(t, Rx) = R b(t, x) for det R = −1; its flow maps a
+    mirror image to the mirror image, and the density of a reflection-invariant base stays
+    reflection-invariant (``reflection_invariant``). The velocity is projected to zero mean, so the
+    centre of mass of the samples stays where the base put it (``keeps_centre_of_mass``).
+    ``atom_types`` are embedded into the node features (``takes_atom_types``).
     """
+
+    #: capabilities (see the class docstring; read through :func:`molsample.nets.capabilities`)
+    reflection_invariant = True
+    takes_atom_types = True
+    keeps_centre_of_mass = True
 
     #: budget (in tensor elements) for the intermediates of :meth:`velocity_and_divergence`
     div_max_elements: int = 2**25

@@ -26,7 +26,17 @@ class MLPVelocity(nn.Module):
         hidden: width of the hidden layers.
         n_freqs: number of Fourier frequencies 2^k π of the time embedding.
         n_layers: number of hidden layers (each Linear + SiLU).
+
+    Capabilities: the MLP sees the flattened coordinates; nothing ties b(t, −x) or b(t, Rx) to
+    b(t, x), so its flow need not map mirror images to mirror images (not ``reflection_invariant``);
+    its output is not projected to zero mean, so the centre of mass drifts off the CoM-free subspace
+    of a particle system's base (not ``keeps_centre_of_mass``); it has no atom types.
     """
+
+    #: capabilities (see the class docstring; read through :func:`molsample.nets.capabilities`)
+    reflection_invariant = False
+    takes_atom_types = False
+    keeps_centre_of_mass = False
 
     def __init__(self, n_particles: int = 1, dim: int = 2, hidden: int = 128, n_freqs: int = 8,
                  n_layers: int = 3) -> None:

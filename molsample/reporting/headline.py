@@ -11,6 +11,7 @@ import numpy as np
 from molsample.errors import MolsampleError
 from molsample.flows.weights import unusable_note
 from molsample.reporting.cost import sampling_cost
+from molsample.reporting.coverage import coverage_rows
 from molsample.reporting.plots import unit_label
 from molsample.reporting.run_data import RunData, stage_times
 
@@ -92,8 +93,8 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
         head["non-finite weights"] = g.n_nonfinite
         gd = g.to_dict()
         warnings += gd.pop("warnings")
-        summary.update({k: gd[k] for k in ("ess", "ess_samples", "log_z", "log_z_se", "log_z_reliable",
-                                           "max_weight_share", "n_half_weight")})
+        summary.update({k: gd[k] for k in ("ess", "ess_samples", "log_z", "log_z_se", "log_z_se_method",
+                                           "log_z_reliable", "max_weight_share", "n_half_weight")})
         summary.update(n_nonfinite_weights=gd["n_nonfinite"], degenerate_weights=gd["degenerate"])
         summary["reweighted_usable"] = not unusable
         dropped = int(d.attrs.get("chirality_dropped") or 0)
@@ -156,6 +157,12 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
     if times:
         summary["stage_cpu_s"] = {s: c for s, c, _ in times if c is not None}
         summary["stage_wall_s"] = {s: w for s, _, w in times if w is not None}
+    for rows, part, warned, key in (solver_check_rows(d.attrs, d.diag.log_z_se if d.diag is not None else math.nan),
+                                    coverage_rows(d)):
+        head.update(rows)
+        warnings += warned
+        if part:
+            summary[key] = part
     cost = sampling_cost(d.attrs, d.diag.ess, n) if d.diag is not None else None
     if cost is not None:
         head.update(cost.rows())
@@ -163,6 +170,34 @@ def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str
     summary = {k: _json_num(v) for k, v in summary.items()}
     summary["warnings"] = warnings
     return head, summary, warnings
+
+
+def solver_check_rows(attrs: dict[str, Any], log_z_se: float) -> tuple[dict[str, str], dict, list[str], str]:
+    """Headline rows and warnings from the ``check_*`` attributes of ``molsample check`` (nothing
+    when the run was not checked): the shift of log q by a finer solver, the shift of log Z it implies,
+    and the discrete-map gap; a warning when either moves log Z by more than its standard error.
+    Returns ``(rows, summary.json entry, warnings, "solver_check")``."""
+    if attrs.get("check_shift_mean") is None:
+        return {}, {}, [], "solver_check"
+    a = {k: attrs.get(f"check_{k}") for k in ("method", "steps", "fine_method", "fine_steps", "n", "shift_mean",
+                                              "shift_std", "log_z_shift", "discrete_n", "discrete_gap_mean",
+                                              "discrete_gap_std")}
+    rows = {f"solver check: log q shift, {a['fine_method']} × {a['fine_steps']} − {a['method']} × {a['steps']}":
+            f"{float(a['shift_mean']):+.3g} ± {float(a['shift_std']):.2g} (sd over {a['n']} samples)",
+            "solver check: log Z shift (subset)": f"{float(a['log_z_shift']):+.3g}"}
+    gap = float(a["discrete_gap_mean"]) if a["discrete_gap_mean"] is not None else math.nan
+    if a["discrete_n"] and math.isfinite(gap):
+        rows["solver check: discrete-map gap of log q"] = (f"{gap:+.3g} ± {float(a['discrete_gap_std']):.2g} "
+                                                           f"({a['discrete_n']} fresh samples)")
+    worst = max(abs(float(a["log_z_shift"])), abs(gap) if math.isfinite(gap) else 0.0)
+    warned = []
+    se = log_z_se if math.isfinite(log_z_se) else 0.0
+    if worst > se:
+        warned.append(f"the ODE solver ({a['method']} × {a['steps']}) moves log q by about {worst:.2g} nats, more than "
+                      f"log Z's standard error ({se:.2g}): a bias the error bar does not cover; draw samples with more "
+                      f"steps (`molsample sample RUN --n N --ode-steps {2 * int(a['steps'])}`)")
+    part = {k[len("check_"):]: _json_num(v) for k, v in attrs.items() if k.startswith("check_")}
+    return rows, part, warned, "solver_check"
 
 
 def timing_rows(d: RunData) -> list[tuple[str, str, str, str]]:

@@ -69,9 +69,12 @@ def test_checkpoint_of_another_field_is_ignored(setup, tmp_path):
 
 
 class _Spec(torch.nn.Module):
+    """A stand-in net with the spec and the declared reflection capability of the named net."""
+
     def __init__(self, **spec):
         super().__init__()
         self.spec = spec
+        self.reflection_invariant = spec["name"] == "egnn" or not spec.get("chiral", True)
 
 
 @pytest.mark.parametrize("spec, reflect", [({"name": "egnn"}, True), ({"name": "e3nn", "chiral": False}, True),
