@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "report": "molsample.commands.report_cmd:report",
     "export": "molsample.commands.export_cmd:export",
     "refine": "molsample.commands.refine_cmd:refine",
+    "check": "molsample.commands.check_cmd:check",
 }
 
 

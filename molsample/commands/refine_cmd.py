@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -41,6 +44,23 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
+#: Why ``refine`` runs in one process (docs/smc.md#one-process).
+ONE_PROCESS = ("refine runs in one process: its MALA moves are batched tensor operations (LJ-13: 2,000 particles "
+               "x 660 steps in about 12 CPU-s, a tenth of drawing the flow samples), and sharding them over ranks "
+               "would need every rank to draw the whole population's random numbers plus a collective per level "
+               "to match one process; drop --nproc (tilt --nproc K runs its [refine] stage on rank 0)")
+
+
+def _one_process(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    from molsample.runtime.distributed import launched_by_torchrun
+
+    size = int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
+    if (value or 1) > 1 or size > 1:
+        from molsample.errors import ConfigError
+
+        raise ConfigError(f"--nproc {value or size}: {ONE_PROCESS}")
+
+
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--steps", type=int, default=5, show_default=True, callback=_at_least(0),
@@ -56,14 +76,29 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the moves and resampling.")
 @click.option("--n", "n", type=int, default=None, callback=_at_least(2),
               help="Refine the first N flow samples (default: all).")
+@click.option("--resume/--no-resume", default=False, show_default=True,
+              help="Continue an interrupted refine of RUN (same samples, settings and seed) from its last level "
+                   "(RUN_DIR/checkpoints/refine.pt).")
+@click.option("--nproc", type=int, default=None, hidden=True, callback=_one_process, expose_value=False)
 @progress_option
 def refine(run: Path, steps: int, final_steps: int, start_kT: float | str, groups: int, target_cess: float,
-           seed: int, n: int | None, progress: bool, quiet: bool) -> None:
-    """Refine the flow samples of RUN by annealed SMC (MALA moves) and append the set 'refined' to its run file."""
+           seed: int, n: int | None, resume: bool, progress: bool, quiet: bool) -> None:
+    """Refine the flow samples of RUN by annealed SMC (MALA moves) and append the set 'refined' to its run file.
+
+    Ctrl-C (or SIGTERM) stops it after saving the last finished level; the same command with --resume
+    continues from there. One process only (no --nproc).
+    """
     from molsample.stages.refine import refine_run, refine_summary
 
-    res, path = refine_run(run, steps=steps, final_steps=final_steps, kT_start=start_kT, groups=groups,
-                           target_cess=target_cess, seed=seed, n=n, progress=show_progress_flag(progress, quiet))
+    try:
+        res, path = refine_run(run, steps=steps, final_steps=final_steps, kT_start=start_kT, groups=groups,
+                               target_cess=target_cess, seed=seed, n=n, progress=show_progress_flag(progress, quiet),
+                               resume=resume)
+    except KeyboardInterrupt:
+        command = "molsample " + shlex.join(sys.argv[1:]) if sys.argv[1:] else f"molsample refine {run}"
+        again = command if "--resume" in command else f"{command} --resume"
+        click.echo(f"\ninterrupted; continue from the last finished level with: {again}", err=True)
+        raise SystemExit(130) from None
     for line in refine_summary(res, path):
         click.echo(line)
     for line in res.warnings:

@@ -20,6 +20,25 @@ from molsample.training.rewards import MODES
 _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 
 
+def _retired_mcmc_steps(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        from molsample.errors import ConfigError
+        from molsample.stages.config import RETIRED_KEYS
+
+        raise ConfigError(f"--mcmc-steps no longer exists: {RETIRED_KEYS['final.mcmc_steps']}")
+
+
+def _refine_table(steps: int | None) -> dict:
+    """``[refine]`` overrides of ``--refine-steps K`` (0: off; none given: the config's)."""
+    if steps is None:
+        return {}
+    if steps < 0:
+        from molsample.errors import ConfigError
+
+        raise ConfigError(f"--refine-steps {steps}: must be >= 0 (0: no SMC refinement), e.g. --refine-steps 10")
+    return {"enabled": steps > 0, "steps": steps if steps > 0 else None}
+
+
 @click.command()
 @click.option("--system", "system_name", required=True, help="System name (see `molsample systems`) or card path.")
 @click.option("--method", type=click.Choice(list(LOSSES)), default=None, help=f"Tilt loss ({_METHOD_HELP}).")
@@ -46,7 +65,10 @@ _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 @click.option("--n-samples", type=int, default=None, help="Final samples with exact log-weights.")
 @click.option("--temperature-factor", type=float, default=None, help="kT0 = factor·kT (temperature mode).")
 @click.option("--beta", type=float, default=None, help="Reward scale (reward mode).")
-@click.option("--mcmc-steps", type=int, default=None, help="MALA correction steps on the final samples.")
+@click.option("--refine-steps", type=int, default=None,
+              help="Refine the final samples by annealed SMC with K MALA steps per level ([refine], "
+                   "docs/smc.md); 0: off.")
+@click.option("--mcmc-steps", type=int, default=None, hidden=True, callback=_retired_mcmc_steps)
 @click.option("--seed", type=int, default=None, help="Random seed.")
 @device_option(default=None)
 @click.option("--resume/--no-resume", default=False, show_default=True,
@@ -54,7 +76,7 @@ _METHOD_HELP = "; ".join(f"{k}: {v.summary}" for k, v in LOSSES.items())
 @nproc_option
 @progress_option
 def tilt(system_name, method, mode, net, coordinates, preset, config_file, out, model, coupling, h, target_ess, n_samples,
-         temperature_factor, beta, mcmc_steps, seed, device, resume, nproc, progress, quiet) -> None:
+         temperature_factor, beta, refine_steps, mcmc_steps, seed, device, resume, nproc, progress, quiet) -> None:
     """Pretrain a flow on the a = 0 distribution and tilt it to the target with Tilt Matching.
 
     Writes runs/<run>/samples.h5 (samples, log-weights, energies, history, config) and prints
@@ -71,7 +93,7 @@ def tilt(system_name, method, mode, net, coordinates, preset, config_file, out, 
     overrides = {
         "mode": mode, "net": {"name": net}, "temperature_factor": temperature_factor, "beta": beta, "seed": seed,
         "device": device, "tilt": {"method": method, "h": h, "target_ess": target_ess},
-        "final": {"n_samples": n_samples, "mcmc_steps": mcmc_steps}, "start": {"model": model},
+        "final": {"n_samples": n_samples}, "refine": _refine_table(refine_steps), "start": {"model": model},
         "pretrain": {"coupling": coupling}, "flow": {"coordinates": coordinates},
     }
     cfg = resolve_config(system_name, preset=preset, config_file=config_file, card=system.card, overrides=overrides)

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from molsample.errors import ConfigError, EnergyError, ShapeError
 from molsample.flows.smc_state import SMCCheckpoint, SMCState, read_checkpoint, write_checkpoint
+from molsample.flows.weights import log_mean_exp_se
 from molsample.mcmc.kernels import KERNELS
 from molsample.mcmc.langevin import project_com
 
@@ -299,10 +300,7 @@ def _reweight(st: SMCState, beta_end: float, target_cess: float) -> None:
 def _result(st: SMCState, kT: float, cpu_s: float, n_evals: int, warnings: list[str]) -> SMCResult:
     G, m = st.logW.shape
     lz = st.log_z
-    top = float(lz.max())
-    z = torch.exp(lz - top)
-    log_z = top + math.log(float(z.mean()))
-    se = float(z.std(correction=1) / (math.sqrt(G) * z.mean())) if G > 1 else math.inf
+    log_z, se = log_mean_exp_se(lz)  # the spread of the G groups' log Ẑ_g
     logw = (lz[:, None] + st.logW + math.log(m)).reshape(-1)
     unique = int(torch.unique(st.anc).numel())
     warnings = list(warnings) + list(st.meta.get("warnings", []))
@@ -360,7 +358,8 @@ def smc_refine(
     x, logq, warnings = _prepare(x, logq, groups, remove_com, dtype)
     mover = KERNELS[kernel](energy_fn, remove_com=remove_com, generator=generator)
     key = {"shape": list(x.shape), "x_sum": float(x.double().sum()), "logq_sum": float(logq.sum()), "kT": float(kT),
-           "kT_start": kT_start, "settings": [target_cess, resample_threshold, mcmc_steps, final_steps, groups, kernel]}
+           "kT_start": kT_start, "settings": [target_cess, resample_threshold, mcmc_steps, final_steps, groups, kernel],
+           "rng": _rng_digest(generator)}  # another seed starts over
     st = read_checkpoint(checkpoint, key, generator)
     if st is None:
         st = _start(x, logq, mover, kT, kT_start, groups)
@@ -384,6 +383,15 @@ def smc_refine(
     if checkpoint is not None:
         Path(checkpoint.path).unlink(missing_ok=True)
     return _result(st, kT, st.cpu_s + time.process_time() - t0, mover.n_evals, warnings)
+
+
+def _rng_digest(generator: torch.Generator | None) -> str | None:
+    """A digest of the generator's state at the start (the seed's fingerprint in the checkpoint key)."""
+    if generator is None:
+        return None
+    import hashlib
+
+    return hashlib.sha256(generator.get_state().cpu().numpy().tobytes()).hexdigest()[:16]
 
 
 def _bar(progress: bool):

@@ -61,9 +61,11 @@ class SMCCheckpoint:
 
 def write_checkpoint(ckpt: SMCCheckpoint | None, key: dict, state: SMCState,
                      generator: torch.Generator | None) -> None:
-    """Save ``state`` (with the generator's state and ``key``) to ``ckpt.path`` atomically."""
+    """Save ``state`` (with the generator's state and ``key``) to ``ckpt.path`` atomically (its folder
+    is created when missing)."""
     if ckpt is None:
         return
+    Path(ckpt.path).parent.mkdir(parents=True, exist_ok=True)
     rng = generator.get_state() if generator is not None else None
     save_torch_atomic({"key": key, "state": asdict(state), "rng": rng}, Path(ckpt.path))
 

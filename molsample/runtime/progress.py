@@ -48,7 +48,11 @@ def _plain_progress(iterable: Iterable | None, **kwargs: Any):
     class PlainProgress(tqdm):
         def display(self, msg: str | None = None, pos: int | None = None) -> bool:
             start = getattr(self, "start_t", None)  # tqdm displays once inside __init__, before start_t exists
-            if start is not None and self.n > 0 and self._time() - start >= LOG_INTERVAL_S:
+            if start is None or self.n == 0:
+                return True
+            now = self._time()
+            if now - getattr(self, "_last_line", start) >= LOG_INTERVAL_S:  # set_postfix refreshes more often
+                self._last_line = now
                 out.write(f"progress: {self.__str__().strip()}\n")
                 out.flush()
             return True

@@ -15,6 +15,7 @@ from typing import Any
 from molsample.errors import ConfigError
 from molsample.io.toml import read_toml
 from molsample.runtime.resources import presets_dir
+from molsample.stages.refine_config import RefineConfig
 from molsample.training.flow_matching import FlowMatchingConfig
 from molsample.training.tilt import TILT_COUPLINGS
 from molsample.training.tilt import TiltConfig
@@ -83,7 +84,7 @@ class DataConfig:
 
 @dataclasses.dataclass
 class FinalConfig:
-    """Final sampling with exact log-weights, and the optional MCMC correction.
+    """Final sampling with exact log-weights.
 
     ``reflect_chirality``: for molecules with stereocentres, weight the samples against the target
     folded onto the reference stereoisomer (docs/chirality.md): a reflection-invariant (E(3))
@@ -96,8 +97,15 @@ class FinalConfig:
     ode_steps: int = 50
     divergence: str = "exact"
     batch_size: int = 1000
-    mcmc_steps: int = 0
     reflect_chirality: bool = True
+
+
+#: keys that no longer exist, with the line that says what replaced them
+RETIRED_KEYS = {
+    "final.mcmc_steps": "MALA on the unweighted flow samples is biased and was removed; refine the weighted "
+                        "samples by SMC instead: [refine] enabled = true (tilt --refine-steps K) or "
+                        "`molsample refine RUN`",
+}
 
 
 @dataclasses.dataclass
@@ -153,6 +161,7 @@ class RunConfig:
     pretrain: FlowMatchingConfig = dataclasses.field(default_factory=FlowMatchingConfig)
     tilt: TiltConfig = dataclasses.field(default_factory=TiltConfig)
     final: FinalConfig = dataclasses.field(default_factory=FinalConfig)
+    refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
     start: StartConfig = dataclasses.field(default_factory=StartConfig)
     report: bool = True
 
@@ -184,6 +193,7 @@ class RunConfig:
                                   "(more final samples: append them with `molsample sample RUN --n-samples N`)")
         self.tilt.validate()
         self.pretrain.validate()
+        self.refine.validate()
         self._validate_coordinates()
         from molsample.flows.distributions import BASE_KINDS
         from molsample.nets.endpoint import PARAMETRISATIONS
@@ -350,11 +360,28 @@ def resolve_config(
         layers.append(("command line", cli))
     explicit: set[str] = set()
     for where, table in layers:
+        _refuse_retired(table, where)
         # the system is chosen by the command (--system); a "system" key in a file is not applied
         _merge_into(cfg, {k: v for k, v in table.items() if k != "system"}, where)
         explicit |= _dotted_keys(table)
     cfg.system = system
     return cfg.sync(explicit).validate()
+
+
+def _refuse_retired(table: dict, where: str) -> None:
+    """A one-line :class:`ConfigError` for a key of :data:`RETIRED_KEYS` set in ``table``."""
+    for key in _dotted_keys(table) & set(RETIRED_KEYS):
+        raise ConfigError(f"{where}: '{key}' no longer exists: {RETIRED_KEYS[key]}")
+
+
+def _drop_retired(table: dict) -> dict:
+    """``table`` without the :data:`RETIRED_KEYS` (a stored config of an older run)."""
+    out = {k: _drop_retired(v) if isinstance(v, dict) else v for k, v in table.items()}
+    for key in RETIRED_KEYS:
+        head, _, tail = key.partition(".")
+        if isinstance(out.get(head), dict):
+            out[head].pop(tail, None)
+    return out
 
 
 def _dotted_keys(table: dict, prefix: str = "") -> set[str]:
@@ -371,5 +398,6 @@ def _drop_none(d: dict) -> dict:
 def config_from_dict(table: dict) -> RunConfig:
     """Rebuild a :class:`RunConfig` from :meth:`RunConfig.to_dict` output (e.g. from a run file)."""
     cfg = RunConfig()
+    table = _drop_retired(table)  # runs written before a key was retired still load
     _merge_into(cfg, table, "stored config")
     return cfg.sync(_dotted_keys(table))

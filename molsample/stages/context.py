@@ -15,6 +15,7 @@ from molsample.runtime.devices import resolve_device
 from molsample.runtime.distributed import World, init_world
 from molsample.runtime.progress import show_progress
 from molsample.stages.config import RunConfig
+from molsample.stages.guards import check_run_guards
 from molsample.systems.cards import System, load_system
 
 Echo = Callable[[str], None]
@@ -90,6 +91,7 @@ class RunContext:
         if cfg.flow.coordinates == "internal":
             check_internal_coordinates(system)  # before the run folder exists
         mode = resolve_mode(cfg, system)
+        check_run_guards(cfg, system, mode)  # declared net capabilities, reward symmetry: before any write
         kT0 = cfg.temperature_factor * system.kT if mode == "temperature" else system.kT
         return cls(cfg=cfg, run_dir=Path(run_dir), system=system, mode=mode, device=device,
                    dtype=torch.float64 if cfg.dtype == "float64" else torch.float32,

@@ -1,5 +1,5 @@
 """The final-samples stage: weighted samples through the :class:`FlowSampler`, the chirality fix,
-the run file ``samples.h5`` and the optional MCMC correction."""
+the run file ``samples.h5``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from molsample.runtime.distributed import World
 from molsample.stages.context import Echo, RunContext
 from molsample.systems.cards import System
 
-__all__ = ["final_sampler", "final_stage", "fix_chirality", "is_chiral", "transform_layout", "mcmc_correct", "write_samples"]
+__all__ = ["final_sampler", "final_stage", "fix_chirality", "is_chiral", "transform_layout", "write_samples"]
 
 
 def final_sampler(field: nn.Module, base, reward, fin, *, dtype: torch.dtype, device,
@@ -33,7 +33,7 @@ def final_stage(ctx: RunContext) -> None:
     """Draw ``final.n_samples`` weighted samples (resumable per batch) and write ``samples.h5``.
 
     In a distributed run the ranks share every batch and rank 0 alone continues (chirality, the
-    run file with ``world_size`` and ``backend``, the MCMC correction).
+    run file with ``world_size`` and ``backend``).
     """
     cfg, fin, system = ctx.cfg, ctx.cfg.final, ctx.system
     g = torch.Generator().manual_seed(cfg.seed + 1)
@@ -60,8 +60,6 @@ def final_stage(ctx: RunContext) -> None:
         for key in ("base_data_cost", "pretrain_cost"):  # what reused stage outputs cost when they were made
             if ctx.extra.get(key):
                 rf.set_attrs(**{key: json.dumps(ctx.extra[key])})
-        if fin.mcmc_steps > 0:
-            mcmc_correct(rf, system, ws.x, fin.mcmc_steps, seed=cfg.seed, progress=ctx.progress, echo=ctx.echo)
 
 
 def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, reflect: bool,
@@ -69,8 +67,8 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
     """Chirality of the samples of a system with stereocentres (else nothing).
 
     With ``reflect``, the samples are weighted against the target folded onto the reference
-    stereoisomer (docs/chirality.md). For a reflection-invariant net (every net but the chiral
-    e3nn) wrong-handed samples are mirrored in place; the model density is reflection-invariant,
+    stereoisomer (docs/chirality.md). For a reflection-invariant net (declared by its class:
+    the EGNN and the non-chiral e3nn) wrong-handed samples are mirrored in place; the model density is reflection-invariant,
     so logq stays valid, and so do the energies and logw when the force field is
     (:func:`~molsample.molecules.mirror_energy.energy_is_reflection_invariant`); otherwise (CMAP terms,
     torsion phases other than 0/180°) the mirrored samples' energies and weights are recomputed. For a chiral net the
@@ -123,12 +121,12 @@ def transform_layout(transform: Transform | None) -> str | None:
 
 
 def is_chiral(field: nn.Module) -> bool:
-    """Whether the net can tell mirror images apart (then wrong-handed samples get weight 0 instead of
-    being mirrored): the nets' declared capability ``reflection_invariant``, or the e3nn net's ``chiral``."""
-    spec = getattr(field, "spec", {}) or {}
-    if spec.get("name") == "e3nn":
-        return bool(spec.get("chiral", True))
-    return getattr(field, "reflection_invariant", True) is False
+    """Whether the net's flow can tell mirror images apart (then wrong-handed samples get weight 0 instead
+    of being mirrored): not the declared capability ``reflection_invariant``
+    (:func:`molsample.nets.capabilities`, through the wrapping nets)."""
+    from molsample.nets import capabilities
+
+    return not capabilities(field).reflection_invariant
 
 
 def write_samples(rf, system: System, ws: WeightedSamples, *, append: bool = False, layout: str | None = None) -> None:
@@ -139,17 +137,3 @@ def write_samples(rf, system: System, ws: WeightedSamples, *, append: bool = Fal
                      topology=system.topology, kT=system.kT, append=append)
     if ws.z is not None:  # a flow in internal coordinates: its own coordinates beside the positions
         rf.write_internal_coordinates(ws.z.cpu(), layout=layout or "", append=append)
-
-
-def mcmc_correct(rf, system: System, x: torch.Tensor, n_steps: int, *, seed: int, progress: bool, echo: Echo) -> None:
-    """Apply ``n_steps`` MALA steps targeting exp(−E/kT) to ``x`` and store the set ``mcmc_corrected``."""
-    from molsample.mcmc.mala import mala_correct
-
-    g = torch.Generator().manual_seed(seed + 2)
-    res = mala_correct(system.energy, system.kT, x.double().cpu(), n_steps=n_steps, remove_com=system.remove_com,
-                       generator=g, progress=progress)
-    rf.write_samples(res.samples, energy=res.energies, energy_unit=system.energy_unit,
-                     length_unit=system.length_unit, topology=system.topology, kT=system.kT,
-                     name="mcmc_corrected")
-    rf.set_attrs(mcmc_steps=n_steps, mcmc_acceptance=res.acceptance, mcmc_energy_evals=res.n_energy_evals)
-    echo(f"MCMC correction: {n_steps} MALA steps, acceptance {res.acceptance:.3f}")

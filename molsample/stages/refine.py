@@ -9,6 +9,11 @@ Reads ``/coordinates``, ``/logq`` of the run file and the system named in its at
   evaluations, CPU seconds, settings, and the warnings (JSON).
 
 Every check happens before any work; the run file is only replaced when everything succeeded.
+The SMC state is saved after every level in ``RUN_DIR/checkpoints/refine.pt`` (removed at the end);
+``resume=True`` continues from it with the random numbers of an uninterrupted run.
+
+The same :func:`refine_run` is the ``refine`` stage of ``molsample tilt`` (``[refine] enabled``,
+:func:`refine_stage`), run on rank 0 after the final samples.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ import numpy as np
 import torch
 
 from molsample.errors import ConfigError, EnergyError, RunFileError
-from molsample.flows.smc import SMCResult, smc_refine
+from molsample.flows.smc import SMCCheckpoint, SMCResult, smc_refine
 from molsample.io.hdf5 import RunFile
 from molsample.io.run_paths import resolve_run_path
+from molsample.stages.context import RunContext
 
-__all__ = ["REFINED_SET", "refine_run", "refine_summary"]
+__all__ = ["REFINED_SET", "checkpoint_path", "refine_rows", "refine_run", "refine_stage", "refine_summary"]
 
 #: Name of the sample set that ``molsample refine`` writes.
 REFINED_SET = "refined"
@@ -65,13 +71,23 @@ def _load(path: Path, n: int | None) -> tuple[object, torch.Tensor, torch.Tensor
     return system, x, logq
 
 
+def checkpoint_path(run_file: Path) -> Path:
+    """Where the SMC state of ``run_file`` is kept between levels: ``RUN_DIR/checkpoints/refine.pt``
+    (``refine-<stem>.pt`` for a run file not named ``samples.h5``)."""
+    name = "refine.pt" if run_file.name == "samples.h5" else f"refine-{run_file.stem}.pt"
+    return run_file.parent / "checkpoints" / name
+
+
 def refine_run(run: str | Path, *, steps: int = 5, final_steps: int = 50, kT_start: float | str = "auto",
                groups: int = 10, target_cess: float = 0.95, seed: int = 0, n: int | None = None,
-               progress: bool = False) -> tuple[SMCResult, Path]:
+               progress: bool = False, resume: bool = False) -> tuple[SMCResult, Path]:
     """Refine the flow samples of ``run`` by SMC and append the set ``refined`` to its run file.
 
-    Returns the :class:`~molsample.flows.smc.SMCResult` and the run file's path.
-    Raises :class:`~molsample.errors.MolsampleError` subclasses for bad input, before any write.
+    The state after every level is saved in :func:`checkpoint_path`; with ``resume`` a run with the
+    same samples, settings and seed continues from it (bit for bit the uninterrupted result),
+    without, an old checkpoint is discarded. Returns the :class:`~molsample.flows.smc.SMCResult` and
+    the run file's path. Raises :class:`~molsample.errors.MolsampleError` subclasses for bad input,
+    before any write.
     """
     path = resolve_run_path(run)
     system, x, logq = _load(path, n)
@@ -79,10 +95,13 @@ def refine_run(run: str | Path, *, steps: int = 5, final_steps: int = 50, kT_sta
     if isinstance(kT_start, (int, float)) and kT_start < system.kT:
         raise ConfigError(f"--start-kT {kT_start:g} is below the run's kT {system.kT:g} ({system.energy_unit}); "
                           f"start at kT or hotter, e.g. --start-kT {1.2 * system.kT:.4g}, or use auto")
+    ckpt = checkpoint_path(path)
+    if not resume:
+        ckpt.unlink(missing_ok=True)
     g = torch.Generator().manual_seed(seed)
     res = smc_refine(x, logq, energy, system.kT, kT_start=kT_start, target_cess=target_cess, mcmc_steps=steps,
                      final_steps=final_steps, groups=groups, generator=g, remove_com=system.remove_com,
-                     progress=progress)
+                     progress=progress, checkpoint=SMCCheckpoint(ckpt))
     _write(path, system, res, {"steps": steps, "final_steps": final_steps, "groups": groups,
                                "target_cess": target_cess, "seed": seed, "n": len(x)})
     return res, path
@@ -115,3 +134,27 @@ def refine_summary(res: SMCResult, path: Path) -> list[str]:
         f"appended the set '{REFINED_SET}' to {path}",
         ESS_NOTE,
     ]
+
+
+def refine_rows(res: SMCResult | None) -> list[tuple[str, str]]:
+    """The rows of the refined set in the run summary (``(label, text)``; none without a result)."""
+    if res is None:
+        return []
+    se = f"{res.log_z_se:.4f}" if math.isfinite(res.log_z_se) else "n/a"
+    return [("refined log Z", f"{res.log_z:.4f} ± {se} (SMC, spread of {res.groups} groups)"),
+            ("refined", f"{len(res.x)} samples, {res.unique_ancestors} unique ancestors, {res.n_levels} levels "
+                        f"from kT {res.kT_start:.4g}, {res.n_energy_evals:,} energy evals, CPU {res.cpu_s:.1f} s")]
+
+
+def refine_stage(ctx: RunContext) -> None:
+    """SMC on the final samples of the run (``[refine]``): :func:`refine_run` on ``RUN_DIR/samples.h5``
+    with the run's seed; the result is ``ctx.extra["refine"]`` for the summary."""
+    rc = ctx.cfg.refine
+    res, path = refine_run(ctx.run_dir / "samples.h5", steps=rc.steps, final_steps=rc.final_steps,
+                           kT_start=rc.start_kT, groups=rc.groups, target_cess=rc.target_cess, seed=ctx.cfg.seed,
+                           progress=ctx.progress, resume=ctx.resume)
+    ctx.extra["refine"] = res
+    for line in refine_summary(res, path)[:-1]:
+        ctx.echo(f"refine: {line}")
+    for line in res.warnings:
+        ctx.echo(f"warning: {line}")

@@ -1,6 +1,6 @@
 """The ``molsample tilt`` job as a list of stages, and ``molsample sample`` on a finished run.
 
-    base data → (internal coordinates) → pretraining → tilt → final samples → reference → report
+    base data → (internal coordinates) → pretraining → tilt → final samples → (refine) → reference → report
 
 Each stage caches or checkpoints its output in the run folder, so an interrupted job resumes where
 it stopped (``resume=True``) and a finished stage is never recomputed:
@@ -11,6 +11,7 @@ it stopped (``resume=True``) and a finished stage is never recomputed:
     runs/<run>/checkpoints/pretrain-<key>.pt   flow-matching checkpoints (key: net, settings, data)
     runs/<run>/checkpoints/tilt.pt    the annealing loop's state after every level
     runs/<run>/checkpoints/final.pt   the final samples drawn so far (per batch)
+    runs/<run>/checkpoints/refine.pt  the SMC state after every level ([refine], removed at the end)
     runs/<run>/model.pt               the tilted field (a = 1)
     runs/<run>/samples.h5             samples with log-weights, energies, history, config, timings
     runs/<run>/timings.json           CPU and wall seconds per stage over all invocations
@@ -35,6 +36,7 @@ from molsample.stages.engine import Stage, StageTimings, run_stages
 from molsample.stages.final import transform_layout, final_sampler, final_stage, fix_chirality, write_samples
 from molsample.stages.pretrain import pretrain_stage
 from molsample.stages.reference import reference_stage, wants_reference
+from molsample.stages.refine import refine_stage
 from molsample.stages.report import record_timings, report_stage, timing_attrs, wants_report
 from molsample.stages.start import start_from_model, starts_from_model
 from molsample.stages.summary import RunSummary, summarize_run
@@ -58,6 +60,7 @@ TILT_STAGES: list[Stage] = [
     Stage("pretrain", pretrain_stage, skip=_reuses_model),
     Stage("tilt", tilt_stage, skip=_reuses_model),
     Stage("final", final_stage),
+    Stage("refine", refine_stage, skip=lambda ctx: not ctx.cfg.refine.enabled, main_only=True),
     Stage("reference", reference_stage, skip=lambda ctx: not wants_reference(ctx), main_only=True),
     Stage("report", report_stage, skip=lambda ctx: not wants_report(ctx), main_only=True),
 ]
@@ -84,12 +87,13 @@ def run_tilt(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: b
 
 
 def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int | None = None,
-                device: str = "cpu", progress: bool = True) -> list[str]:
+                device: str = "cpu", progress: bool = True, ode_method: str | None = None,
+                ode_steps: int | None = None) -> list[str]:
     """Draw ``n`` more weighted samples from a finished run and append them to its run file.
 
     The samples come from the same :class:`~molsample.flows.sampler.FlowSampler` as the
-    run's final stage. The ESS and log Z in the file's attributes are recomputed over all
-    samples. Returns the summary lines. Started by ``torchrun``, the ranks share every batch and
+    run's final stage, with its solver unless ``ode_method`` / ``ode_steps`` replace it. The ESS
+    and log Z in the file's attributes are recomputed over all samples. Returns the summary lines. Started by ``torchrun``, the ranks share every batch and
     rank 0 writes and returns the lines (the others return an empty list).
     """
     from molsample.errors import ConfigError
@@ -115,6 +119,8 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
         cfg = config_from_dict(rf.read_config())
         n_old = len(rf.read_samples()["x"])
     cfg.device = device
+    cfg.final.ode_method = ode_method or cfg.final.ode_method
+    cfg.final.ode_steps = int(ode_steps or cfg.final.ode_steps)
     ctx = RunContext.create(cfg, path.parent, progress=progress, echo=lambda _: None)
     flow, meta = load_flow(model, ctx.system, device=ctx.device, base_table=cfg.base.table())
     ctx.set_mode(meta.get("mode") or ctx.mode)
@@ -146,7 +152,8 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
             rf.set_attrs(**timing_attrs(timings))
         diag = weight_diagnostics(logw_all)
     return [
-        f"appended      {n} samples to {path} ({n_old + n} in total)",
+        f"appended      {n} samples to {path} ({n_old + n} in total; solver {cfg.final.ode_method} × "
+        f"{cfg.final.ode_steps})",
         f"new samples   ESS {ws.summary.ess:.4f}, {ws.summary.n_nonfinite} non-finite",
         f"all samples   ESS {total.ess:.4f}, log Z {diag.log_z_text()}",
     ] + [f"warning: {w}" for w in diag.warnings()]

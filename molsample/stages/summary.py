@@ -10,6 +10,7 @@ import torch
 
 from molsample.flows.diagnostics import weight_diagnostics
 from molsample.stages.context import RunContext
+from molsample.stages.refine import refine_rows
 
 __all__ = ["RunSummary", "summarize_run"]
 
@@ -96,6 +97,7 @@ def summarize_run(ctx: RunContext) -> RunSummary:
         mean_energy=mean_e, energy_unit=ctx.system.energy_unit, n_nonfinite=ctx.n_nonfinite,
         n_dropped=int(ctx.attrs.get("chirality_dropped", 0)), levels=ctx.levels,
         energy_evals=ctx.reward.n_energy_evals, wall_time_s=t.total_wall_s if t else math.nan,
-        cpu_time_s=t.total_cpu_s if t else math.nan, extra=_reward_rows(ctx),
+        cpu_time_s=t.total_cpu_s if t else math.nan,
+        extra=_reward_rows(ctx) + refine_rows(ctx.extra.get("refine")),
         warnings=diag.warnings(), log_z_text=diag.log_z_text(),
     )

@@ -232,6 +232,27 @@ def test_plain_progress_lines_in_a_log_file(monkeypatch):
     assert "3/3" in lines[-1]
 
 
+def test_plain_progress_lines_come_once_per_interval(monkeypatch):
+    """Refreshes (updates, set_postfix) between two lines print nothing: one line per LOG_INTERVAL_S."""
+    import io
+
+    import molsample.runtime.progress as progress
+
+    log = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stderr", log)
+    monkeypatch.setattr(progress, "_log_lines", True)
+    bar = progress.progress_bar(total=100, enabled=False, desc="flow matching")
+    clock = [bar.start_t]
+    bar._time = lambda: clock[0]
+    for i in range(100):  # one step per simulated second
+        clock[0] += 1.0
+        bar.update(1)
+        bar.set_postfix(loss=f"{i}")
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 100 // int(progress.LOG_INTERVAL_S), lines
+
+
 # ---- 6. the same option is spelled the same way everywhere ---------------------------------------
 
 @pytest.mark.parametrize("command", ["tilt", "pretrain", "sample", "reference", "report", "export"])

@@ -58,3 +58,23 @@ def test_round_trip_through_dict():
     again = config_from_dict(cfg.to_dict())
     assert again == cfg
     assert RunConfig().to_dict()["tilt"]["method"] == "itm"
+
+
+def test_internal_coordinates_recipe_is_the_spelled_out_config():
+    """`tilt --system aldp --coordinates internal` resolves to runs/aldp-internal.toml exactly."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    short = resolve_config("aldp", overrides={"flow": {"coordinates": "internal"}})
+    spelled = resolve_config("aldp", config_file=root / "runs" / "aldp-internal.toml")
+    assert short.to_dict() == spelled.to_dict()
+    assert short.net.hidden == 256 and short.data.method == "remd"
+
+
+def test_coordinate_tables_apply_only_to_their_coordinates():
+    cartesian = resolve_config("aldp")
+    internal = resolve_config("aldp", overrides={"flow": {"coordinates": "internal"}})
+    assert cartesian.net.hidden == 64 and cartesian.flow.coordinates == "cartesian"
+    assert internal.net.hidden == 256 and internal.pretrain.steps == 20000
+    lj = resolve_config("lj13", overrides={"flow": {"coordinates": "cartesian"}})
+    assert lj.net.hidden == 64
