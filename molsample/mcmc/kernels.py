@@ -21,7 +21,6 @@ where the states must already lie. Proposals with a non-finite energy or force a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 
 from molsample.errors import EnergyError
-from molsample.mcmc.langevin import energy_and_force, project_com
+from molsample.mcmc.langevin import energy_and_force, mala_transition, project_com
 
 __all__ = ["KERNELS", "KernelStep", "MALAKernel"]
 
@@ -94,14 +93,6 @@ class MALAKernel:
         self.n_evals += int(x.shape[0])
         return e.to(x.dtype), project_com(f.to(x.dtype), self.remove_com)
 
-    def drift(self, f: Tensor, beta: Tensor, h: Tensor) -> Tensor:
-        """Tamed drift h·β·F, ``(n, P, d)``; ``beta`` and ``h`` are ``(n, 1, 1)``."""
-        d = h * beta * f
-        if self.tame is not None:
-            cap = self.tame * torch.sqrt(2.0 * h * f.shape[-1])
-            d = d * torch.clamp(cap / d.norm(dim=-1, keepdim=True).clamp_min(1e-300), max=1.0)
-        return project_com(d, self.remove_com)
-
     def initial_step(self, x: Tensor, f: Tensor, beta: float | Tensor) -> float:
         """A first step h from the median curvature of βE along a random direction (one evaluation per particle)."""
         v = project_com(self._randn(x), self.remove_com)
@@ -129,25 +120,13 @@ class MALAKernel:
             h: step size (length_unit²), a float or ``(n,)`` (per particle, e.g. ``h_group[groups]``).
         """
         n = x.shape[0]
-        b = torch.as_tensor(beta, dtype=x.dtype, device=x.device).expand(n)[:, None, None]
-        hh = torch.as_tensor(h, dtype=x.dtype, device=x.device).expand(n)[:, None, None]
-        noise = project_com(self._randn(x), self.remove_com)
-        y = project_com(x + self.drift(force, b, hh) + torch.sqrt(2.0 * hh) * noise, self.remove_com)
-        ey, fy = self.evaluate(y)
-        finite = torch.isfinite(ey) & torch.isfinite(fy).flatten(1).all(dim=1)
-        ey = torch.where(finite, ey, energy)
-        fy = torch.where(finite[:, None, None], fy, force)
-        log_fwd = -0.5 * (noise * noise).flatten(1).sum(1)
-        back = x - y - self.drift(fy, b, hh)
-        log_bwd = -(back * back).flatten(1).sum(1) / (4.0 * hh[:, 0, 0])
-        log_alpha = -b[:, 0, 0] * (ey - energy) + log_bwd - log_fwd
-        ok = finite & ~torch.isnan(log_alpha)
-        log_alpha = torch.where(ok, log_alpha, torch.full_like(log_alpha, -math.inf))
-        u = torch.rand(n, generator=self.generator, dtype=x.dtype, device=x.device)
-        acc = torch.log(u) < log_alpha
-        m = acc[:, None, None]
-        return KernelStep(x=torch.where(m, y, x), energy=torch.where(acc, ey, energy), force=torch.where(m, fy, force),
-                          accept_prob=torch.exp(log_alpha.clamp(max=0.0)), accepted=acc)
+        b = torch.as_tensor(beta, dtype=x.dtype, device=x.device).expand(n)
+        hh = torch.as_tensor(h, dtype=x.dtype, device=x.device).expand(n)
+        g = self.generator
+        x, e, f, prob, acc = mala_transition(
+            x, energy, force, b, hh, evaluate=self.evaluate, tame=self.tame, remove_com=self.remove_com,
+            randn=lambda: self._randn(x), rand=lambda: torch.rand(n, generator=g, dtype=x.dtype, device=x.device))
+        return KernelStep(x=x, energy=e, force=f, accept_prob=prob, accepted=acc)
 
 
 #: kernel name → class; each takes ``(energy, remove_com=, generator=)`` and has ``evaluate``,

@@ -130,6 +130,47 @@ def _progress(iterable: range, enabled: bool, desc: str):
     return tqdm(iterable, desc=desc, leave=False)
 
 
+def tamed_drift(f: Tensor, beta: Tensor, h: Tensor, tame: float | None, remove_com: bool) -> Tensor:
+    """MALA's proposal drift h·β·F ``(n, P, d)`` (``beta``, ``h``: ``(n, 1, 1)``), each particle's capped
+    at ``tame``·√(2h·dim) when ``tame`` is set (the cap enters both proposal densities, so the chain
+    stays exact), then projected on the zero-CoM subspace with ``remove_com``."""
+    d = h * beta * f
+    if tame is not None:
+        cap = tame * torch.sqrt(2.0 * h * f.shape[-1])
+        d = d * torch.clamp(cap / d.norm(dim=-1, keepdim=True).clamp_min(1e-300), max=1.0)
+    return _project(d, remove_com)
+
+
+def mala_transition(x: Tensor, e: Tensor, f: Tensor, beta: Tensor, h: Tensor, *,
+                    evaluate: Callable[[Tensor], tuple[Tensor, Tensor]], randn: Callable[[], Tensor],
+                    rand: Callable[[], Tensor], tame: float | None, remove_com: bool
+                    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One Metropolis-adjusted Langevin step of every chain, exact for exp(−β E).
+
+    ``x (n, P, d)`` with energies ``e (n,)`` and projected forces ``f``; ``beta`` and ``h`` per chain
+    ``(n,)``; ``evaluate(y) -> (energies, projected forces)``; ``randn()`` the proposal noise and
+    ``rand()`` the ``(n,)`` uniforms of the accept/reject draws, in that order. Proposals with a
+    non-finite energy or force are rejected. Returns new ``(x, e, f)``, the acceptance probability and
+    the accepted mask, per chain.
+    """
+    b, hh = beta.reshape(-1, 1, 1).expand(x.shape[0], 1, 1), h.reshape(-1, 1, 1).expand(x.shape[0], 1, 1)
+    noise = _project(randn(), remove_com)
+    y = _project(x + tamed_drift(f, b, hh, tame, remove_com) + torch.sqrt(2.0 * hh) * noise, remove_com)
+    ey, fy = evaluate(y)
+    finite = torch.isfinite(ey) & torch.isfinite(fy).flatten(1).all(dim=1)
+    ey = torch.where(finite, ey, e)
+    fy = torch.where(finite[:, None, None], fy, f)
+    log_fwd = -0.5 * (noise * noise).flatten(1).sum(1)
+    back = x - y - tamed_drift(fy, b, hh, tame, remove_com)
+    log_bwd = -(back * back).flatten(1).sum(1) / (4.0 * hh[:, 0, 0])
+    log_alpha = -b[:, 0, 0] * (ey - e) + log_bwd - log_fwd
+    log_alpha = torch.where(finite & ~torch.isnan(log_alpha), log_alpha, torch.full_like(log_alpha, -math.inf))
+    accept = torch.log(rand()) < log_alpha
+    m = accept[:, None, None]
+    return (torch.where(m, y, x), torch.where(accept, ey, e), torch.where(m, fy, f),
+            torch.exp(log_alpha.clamp(max=0.0)), accept)
+
+
 class _Langevin:
     """Batched MALA kernel; each chain b has its own kT[b] and step h[b].
 
@@ -171,37 +212,14 @@ class _Langevin:
         h0 = min(max(h0, 1e-10), 1e4)
         return torch.full_like(kT, h0)
 
-    def drift(self, f: Tensor, kT: Tensor, hh: Tensor) -> Tensor:
-        """Proposal drift h·F/kT, each particle's capped at ``tame``·sqrt(2h·dim) (then projected)."""
-        d = hh * f / kT
-        if self.tame is not None:
-            cap = self.tame * torch.sqrt(2.0 * hh * f.shape[-1])
-            norm = d.norm(dim=-1, keepdim=True)
-            d = d * torch.clamp(cap / norm.clamp_min(1e-300), max=1.0)
-        return _project(d, self.remove_com)
 
     def step(self, x: Tensor, e: Tensor, f: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """One MALA step. Returns new (x, e, f), acceptance probability and accepted mask, each per chain."""
-        kT = self.kT.to(x)[:, None, None]
-        hh = h.to(x)[:, None, None]
-        noise = _project(torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device), self.remove_com)
-        y = _project(x + self.drift(f, kT, hh) + torch.sqrt(2.0 * hh) * noise, self.remove_com)
-        ey, fy = self.evaluate(y)
-        finite = torch.isfinite(ey) & torch.isfinite(fy).flatten(1).all(dim=1)
-        ey_s = torch.where(finite, ey, e)
-        fy_s = torch.where(finite[:, None, None], fy, f)
-        log_fwd = -0.5 * (noise * noise).flatten(1).sum(1)
-        back = x - y - self.drift(fy_s, kT, hh)
-        log_bwd = -(back * back).flatten(1).sum(1) / (4.0 * h.to(x))
-        log_alpha = -(ey_s - e) / kT[:, 0, 0] + log_bwd - log_fwd
-        log_alpha = torch.where(finite & ~torch.isnan(log_alpha), log_alpha, torch.full_like(log_alpha, -math.inf))
-        u = torch.rand(log_alpha.shape, generator=self.generator, dtype=x.dtype, device=x.device)
-        accept = torch.log(u) < log_alpha
-        m = accept[:, None, None]
-        x_new = torch.where(m, y, x)
-        e_new = torch.where(accept, ey_s, e)
-        f_new = torch.where(m, fy_s, f)
-        return x_new, e_new, f_new, torch.exp(log_alpha.clamp(max=0.0)), accept
+        g = self.generator
+        return mala_transition(
+            x, e, f, 1.0 / self.kT.to(x), h.to(x), evaluate=self.evaluate, tame=self.tame, remove_com=self.remove_com,
+            randn=lambda: torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device),
+            rand=lambda: torch.rand(x.shape[0], generator=g, dtype=x.dtype, device=x.device))
 
 
 class _DualAveraging:
