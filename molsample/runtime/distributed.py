@@ -178,6 +178,10 @@ def shutdown_world() -> None:
     """Leave the process group (at the end of a command)."""
     global _WORLD
     if dist.is_available() and dist.is_initialized():
+        try:  # leave together: a rank that tears down its group while another still uses it can abort
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a failed peer: the launcher reports it; just leave
+            pass
         dist.destroy_process_group()
     _WORLD = World()
 
