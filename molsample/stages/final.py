@@ -3,6 +3,7 @@ the run file ``samples.h5``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -46,7 +47,7 @@ def final_stage(ctx: RunContext) -> None:
     if fin.divergence == "hutchinson":
         ctx.echo("warning: log-weights use the Hutchinson divergence estimator; ESS and log Z are biased")
     ctx.n_nonfinite = ws.summary.n_nonfinite  # before the chirality fix gives mirror images weight 0
-    chiral_attrs = fix_chirality(ws, system, ctx.field, reflect=fin.reflect_chirality, echo=ctx.echo)
+    ws, chiral_attrs = fix_chirality(ws, system, ctx.field, reflect=fin.reflect_chirality, echo=ctx.echo)
     ctx.samples, ctx.attrs = ws, dict(chiral_attrs)
     with RunFile(ctx.run_dir / "samples.h5", "w") as rf:
         write_samples(rf, system, ws, layout=transform_layout(ctx.transform))
@@ -63,7 +64,7 @@ def final_stage(ctx: RunContext) -> None:
 
 
 def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, reflect: bool,
-                  echo: Echo) -> dict[str, float]:
+                  echo: Echo) -> tuple[WeightedSamples, dict[str, float]]:
     """Chirality of the samples of a system with stereocentres (else nothing).
 
     With ``reflect``, the samples are weighted against the target folded onto the reference
@@ -74,7 +75,8 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
     torsion phases other than 0/180°) the mirrored samples' energies and weights are recomputed. For a chiral net the
     mirror-image samples get weight 0 and the others log 2 more
     (:func:`~molsample.molecules.chirality.drop_wrong_handed_log_weights`); the ESS counts the dropped ones
-    as wasted. Returns run-file attributes with the fractions before the fix.
+    as wasted. Returns the fixed samples (a new :class:`WeightedSamples`; ``ws`` is left as it was) and
+    run-file attributes with the fractions before the fix.
     """
     from molsample.flows.reflection import reflect_and_reweight
     from molsample.molecules.chirality import (chiral_centers_for_system, chirality_fractions,
@@ -83,36 +85,37 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
 
     centers = chiral_centers_for_system(system)
     if not centers:
-        return {}
+        return ws, {}
     frac = chirality_fractions(ws.x.cpu(), centers)
     attrs = {"chirality_reference_fraction": float(frac["reference"]),
              "chirality_mirror_fraction": float(frac["mirror"])}
     echo(f"chirality: {frac['reference']:.3f} of the samples have the reference handedness, "
          f"{frac['mirror']:.3f} the mirror image")
     if not reflect:
-        return attrs
+        return ws, attrs
     if is_chiral(field):
-        ws.logw = drop_wrong_handed_log_weights(ws.logw, ws.x.cpu(), centers)
-        ws.summary = summarize(ws.logw)
+        logw = drop_wrong_handed_log_weights(ws.logw, ws.x.cpu(), centers)
+        ws = dataclasses.replace(ws, logw=logw, summary=summarize(logw))
         n_dropped = round(frac["mirror"] * frac["n"])
         attrs["chirality_dropped"] = int(n_dropped)
         echo(f"chirality: gave the {n_dropped} mirror-image samples of the chiral net weight 0")
     elif energy_is_reflection_invariant(system):
         x, n_reflected = reflect_wrong_handed(ws.x.cpu(), centers)
-        ws.x = x.to(ws.x.device)
+        ws = dataclasses.replace(ws, x=x.to(ws.x.device))
         attrs["chirality_reflected"] = int(n_reflected)
         echo(f"chirality: mirrored {n_reflected} wrong-handed samples (weights unchanged: the energy is "
              "reflection-invariant)")
     else:  # CMAP terms, torsion phases other than 0/180°: E(mirror) ≠ E, so energies and weights are recomputed
         rs = reflect_and_reweight(ws.x.cpu(), ws.logq.cpu(), system.energy.energy, system.kT, centers,
                                   energy=ws.energy.cpu())
-        ws.x, ws.energy, ws.logw = rs.x.to(ws.x.device), rs.energy.to(ws.energy.device), rs.logw.to(ws.logw.device)
-        ws.summary = summarize(ws.logw)
+        logw = rs.logw.to(ws.logw.device)
+        ws = dataclasses.replace(ws, x=rs.x.to(ws.x.device), energy=rs.energy.to(ws.energy.device), logw=logw,
+                                 summary=summarize(logw))
         attrs["chirality_reflected"] = int(rs.n_reflected)
         attrs["chirality_reweighted"] = int(rs.n_reflected)
         echo(f"chirality: mirrored {rs.n_reflected} wrong-handed samples and recomputed their energies and weights "
              f"(the force field has terms that are not reflection-invariant: {', '.join(reflection_variant_terms(system))})")
-    return attrs
+    return ws, attrs
 
 
 def transform_layout(transform: Transform | None) -> str | None:

@@ -136,7 +136,7 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     cpu = ctx.world.sum(time.process_time() - cpu0)  # every rank's share
     if not ctx.world.is_main:
         return []
-    fix_chirality(ws, ctx.system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)
+    ws = fix_chirality(ws, ctx.system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)[0]
     with RunFile(path, "a") as rf:
         write_samples(rf, ctx.system, ws, append=True, layout=transform_layout(ctx.transform))
         logw_all = torch.as_tensor(rf.read_samples()["logw"])

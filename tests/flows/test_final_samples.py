@@ -95,7 +95,9 @@ def test_chirality_fix_by_net(spec, reflect):
     logw = torch.tensor([-1.0, -2.0, -3.0], dtype=torch.float64)
     ws = WeightedSamples(x=x.clone(), logq=torch.zeros(3), energy=torch.zeros(3), logw=logw.clone(),
                          summary=summarize(logw))
-    attrs = fix_chirality(ws, aldp, _Spec(**spec), reflect=reflect, echo=lambda _: None)
+    given = ws
+    ws, attrs = fix_chirality(ws, aldp, _Spec(**spec), reflect=reflect, echo=lambda _: None)
+    assert torch.equal(given.x, x) and torch.equal(given.logw, logw)  # the input is never edited in place
     assert attrs["chirality_reference_fraction"] == pytest.approx(2 / 3)
     chiral_net = spec["name"] == "e3nn" and spec.get("chiral", True)
     if not reflect:

@@ -141,7 +141,9 @@ def test_final_stage_fix_recomputes_weights_only_when_the_force_field_needs_it(a
     ws = WeightedSamples(x=x.clone(), logq=logq, energy=e.clone(), logw=logw.clone(), summary=summarize(logw))
     e3_net = torch.nn.Linear(1, 1)
     e3_net.reflection_invariant = True  # a stand-in E(3) net: the declared capability decides (nets.capabilities)
-    attrs = fix_chirality(ws, system, e3_net, reflect=True, echo=lambda _: None)
+    given = ws
+    ws, attrs = fix_chirality(ws, system, e3_net, reflect=True, echo=lambda _: None)
+    assert torch.equal(given.energy, e)  # the input is never edited in place
     assert attrs["chirality_reflected"] == 6
     assert torch.allclose(ws.energy, system.energy.energy(ws.x), atol=1e-6)  # energies match the stored positions
     assert torch.allclose(ws.logw, -ws.energy / system.kT - logq, atol=1e-9)
