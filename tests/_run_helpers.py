@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +97,9 @@ def write_toy_run(path: Path, n: int = 1000, seed: int = 0) -> dict:
         rf.write_history(history(5))
         rf.set_attrs(system="ring2d", kind="tilt", method="itm", seed=seed)
     return {"x": x, "x_ref": xr, "logw": logw}
+
+
+def molsample(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m molsample --threads 1 ARGS`` in ``cwd``, output captured (10-minute limit)."""
+    return subprocess.run([sys.executable, "-m", "molsample", "--threads", "1", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from molsample.errors import ConfigError, EnergyError, ShapeError
 from molsample.flows.smc_state import SMCCheckpoint, SMCState, read_checkpoint, write_checkpoint
-from molsample.flows.weights import log_mean_exp_se
+from molsample.flows.weights import log_partition
 from molsample.mcmc.kernels import KERNELS
 from molsample.mcmc.langevin import project_com
 
@@ -300,7 +300,7 @@ def _reweight(st: SMCState, beta_end: float, target_cess: float) -> None:
 def _result(st: SMCState, kT: float, cpu_s: float, n_evals: int, warnings: list[str]) -> SMCResult:
     G, m = st.logW.shape
     lz = st.log_z
-    log_z, se = log_mean_exp_se(lz)  # the spread of the G groups' log Ẑ_g
+    log_z, se = log_partition(lz)  # the spread of the G groups' log Ẑ_g
     logw = (lz[:, None] + st.logW + math.log(m)).reshape(-1)
     unique = int(torch.unique(st.anc).numel())
     warnings = list(warnings) + list(st.meta.get("warnings", []))

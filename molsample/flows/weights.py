@@ -11,7 +11,7 @@ method, sd(w)/(√n · mean w), which rests on the sample variance of the weight
 small for heavy-tailed weights (the rare large weights that dominate the variance are mostly
 missing from the sample), and the batch estimate: the samples are i.i.d., so the spread of log Ẑ_b
 over B contiguous batches measures the error directly, se = sd(Ẑ_b)/(√B · mean Ẑ_b)
-(:func:`log_mean_exp_se`, also the group error bar of :mod:`molsample.flows.smc`).
+(:func:`log_partition` over the batches, also the group error bar of :mod:`molsample.flows.smc`).
 
 Samples with a non-finite energy or log-density get weight 0 (log w = −∞); they stay in n and
 are counted in :class:`WeightSummary`. All reductions are done in float64 after subtracting
@@ -29,7 +29,7 @@ from torch import Tensor
 
 from molsample.errors import EnergyError, ShapeError
 
-__all__ = ["SE_BATCHES", "log_weights", "ess", "log_partition", "log_mean_exp_se", "batch_log_z_se", "log_z_with_se",
+__all__ = ["SE_BATCHES", "log_weights", "ess", "log_partition", "batch_log_z_se", "log_z_with_se",
            "normalized_weights", "WeightSummary", "summarize", "resample"]
 
 #: contiguous batches of the batch standard error of log Ẑ (:func:`batch_log_z_se`)
@@ -100,7 +100,8 @@ def ess(logw: Tensor) -> float:
 
 
 def log_partition(logw: Tensor) -> tuple[float, float]:
-    """``(log Ẑ, se)``: log Ẑ = logsumexp(log w) − log n and its standard error.
+    """``(log Ẑ, se)``: log Ẑ = logsumexp(log w) − log n and its standard error. Given the logs of G
+    independent estimates Ẑ_g instead of weights, the same is log of their mean and its error bar.
 
     The standard error uses the delta method, se(log Ẑ) ≈ sd(w) / (√n · mean(w)) with the
     sample standard deviation (n − 1). Returns ``(−inf, inf)`` when every weight is 0 and
@@ -119,28 +120,14 @@ def log_partition(logw: Tensor) -> tuple[float, float]:
     return log_z, se
 
 
-def log_mean_exp_se(log_values: Tensor) -> tuple[float, float]:
-    """``(log mean(v), se)`` of positive values given as logs ``(G,)``: se = sd(v)/(√G · mean v) in log space
-    (sample sd, G − 1). The error bar of log Ẑ from G independent estimates Ẑ_g; ``(−inf, inf)`` when
-    every value is 0, se ``inf`` for G < 2."""
-    lv = _clean(log_values)
-    g = lv.numel()
-    if g == 0 or not torch.isfinite(lv).any():
-        return -math.inf, math.inf
-    top = lv.max()
-    v = torch.exp(lv - top)
-    log_mean = float(top + torch.log(v.mean()))
-    return log_mean, float(v.std(correction=1) / (math.sqrt(g) * v.mean())) if g > 1 else math.inf
-
-
 def batch_log_z_se(logw: Tensor, batches: int = SE_BATCHES) -> float:
     """Standard error of log Ẑ from the spread of log Ẑ_b over ``batches`` contiguous batches of the
-    i.i.d. samples ``logw (n,)`` (:func:`log_mean_exp_se`); ``inf`` with fewer than 2 samples per batch."""
+    i.i.d. samples ``logw (n,)`` (:func:`log_partition` of the batch estimates); ``inf`` with fewer than 2 samples per batch."""
     lw = _clean(logw)
     if batches < 2 or lw.numel() < 2 * batches:
         return math.inf
     per = torch.stack([torch.logsumexp(b, 0) - math.log(b.numel()) for b in torch.tensor_split(lw, batches)])
-    return log_mean_exp_se(per)[1]
+    return log_partition(per)[1]
 
 
 def log_z_with_se(logw: Tensor, batches: int = SE_BATCHES) -> tuple[float, float, str]:

@@ -3,17 +3,11 @@
 
 import math
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from molsample.io.hdf5 import RunFile
-
-
-def molsample(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "molsample", "--threads", "1", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+from _run_helpers import molsample
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import mdtraj
 import numpy as np
 import pytest
@@ -14,11 +11,7 @@ import torch
 from molsample.flows.flow import load_flow
 from molsample.io.hdf5 import RunFile
 from molsample.systems.cards import load_system
-
-
-def molsample(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "molsample", "--threads", "1", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+from _run_helpers import molsample
 
 
 @pytest.fixture(scope="module")

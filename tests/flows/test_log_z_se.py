@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from molsample.flows.weights import (batch_log_z_se, log_mean_exp_se, log_partition, log_z_with_se, summarize)
+from molsample.flows.weights import (batch_log_z_se, log_partition, log_z_with_se, summarize)
 
 LOG_Z = 0.5 * math.log(2 * math.pi)  # of exp(−x²/2)
 
@@ -30,13 +30,13 @@ def coverage(sigma_q: float, seeds: int = 200, n: int = 1000) -> dict[str, float
     return {k: v / seeds for k, v in hits.items()}
 
 
-def test_log_mean_exp_se_closed_form():
+def test_log_partition_of_estimates_closed_form():
     v = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
-    log_mean, se = log_mean_exp_se(v.log())
+    log_mean, se = log_partition(v.log())
     assert log_mean == pytest.approx(math.log(2.5))
     assert se == pytest.approx(float(v.std(correction=1)) / (2 * 2.5))
-    assert log_mean_exp_se(torch.tensor([0.3]))[1] == math.inf
-    assert log_mean_exp_se(torch.full((3,), -math.inf)) == (-math.inf, math.inf)
+    assert log_partition(torch.tensor([0.3]))[1] == math.inf
+    assert log_partition(torch.full((3,), -math.inf)) == (-math.inf, math.inf)
 
 
 def test_batch_se_of_contiguous_batches():

@@ -1,9 +1,6 @@
 """Refusals from declared capabilities: a net that moves the centre of mass on a CoM-free system, and
 a rotating coupling with a reward that does not declare itself invariant; before anything is written."""
 
-import subprocess
-import sys
-
 import pytest
 
 from molsample.errors import ConfigError
@@ -11,11 +8,7 @@ from molsample.stages.config import RunConfig
 from molsample.stages.context import RunContext
 from molsample.stages.guards import check_centre_of_mass, check_reward_coupling
 from molsample.systems.cards import load_system
-
-
-def molsample(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "molsample", "--threads", "1", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+from _run_helpers import molsample
 
 
 @pytest.mark.parametrize("name", ["mlp", "affine"])
