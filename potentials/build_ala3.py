@@ -27,7 +27,7 @@ import openmm
 from openmm import app, unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_aldp import ROOT, chirality, create_system, place, write_atomic  # noqa: E402
+from build_aldp import ROOT, chirality, create_system, place, reorder, write_atomic  # noqa: E402
 
 PDB_PATH = ROOT / "systems" / "ala3.pdb"
 XML_PATH = ROOT / "potentials" / "ala3_vacuum_amber99sbildn.xml"
@@ -93,26 +93,6 @@ def heavy_topology() -> tuple[app.Topology, object]:
     return top, positions * unit.nanometer
 
 
-def reorder(top: app.Topology, positions) -> tuple[app.Topology, np.ndarray]:
-    """A copy of ``top`` with atoms in :data:`ATOM_ORDER` and positions (nm) to match."""
-    xyz = np.asarray(positions.value_in_unit(unit.nanometer))
-    index = {(a.residue.index, a.name): a for a in top.atoms()}
-    missing = [k for k in ATOM_ORDER if k not in index]
-    if missing or len(index) != len(ATOM_ORDER):
-        raise RuntimeError(f"unexpected atoms after addHydrogens: missing {missing}, have {sorted(index)}")
-    new = app.Topology()
-    chain = new.addChain()
-    residues = [new.addResidue(name, chain) for name in RESIDUES]
-    new_atoms = {}
-    for key in ATOM_ORDER:
-        old = index[key]
-        new_atoms[old.index] = new.addAtom(key[1], old.element, residues[key[0]])
-    for bond in top.bonds():
-        new.addBond(new_atoms[bond[0].index], new_atoms[bond[1].index])
-    order = [index[k].index for k in ATOM_ORDER]
-    return new, xyz[order]
-
-
 def build() -> tuple[str, str, dict]:
     """Return (pdb text, system XML text, summary)."""
     top, pos = heavy_topology()
@@ -124,7 +104,7 @@ def build() -> tuple[str, str, dict]:
         modeller.addHydrogens(app.ForceField("amber99sbildn.xml"), pH=7.0, platform=reference)
     finally:
         random.setstate(saved)
-    top, xyz = reorder(modeller.topology, modeller.positions)
+    top, xyz = reorder(modeller.topology, modeller.positions, ATOM_ORDER, key=lambda a: (a.residue.index, a.name))
     system = create_system(top)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(xyz)

@@ -25,6 +25,7 @@ import random
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import openmm
@@ -98,25 +99,29 @@ def heavy_topology() -> tuple[app.Topology, list[openmm.Vec3]]:
     return top, positions * unit.nanometer
 
 
-def reorder(top: app.Topology, positions) -> tuple[app.Topology, np.ndarray]:
-    """A copy of ``top`` with atoms in :data:`ATOM_ORDER` and positions (nm) to match."""
+def reorder(top: app.Topology, positions, atom_order: list | None = None,
+            key: Callable[[Any], tuple] = lambda a: (a.residue.name, a.name)) -> tuple[app.Topology, np.ndarray]:
+    """A copy of ``top`` with atoms in ``atom_order`` (default :data:`ATOM_ORDER`; each entry is the
+    ``key`` of an atom, (residue name, atom name) by default) and positions (nm) to match. Residues
+    keep their names and come in the order of their first atom in ``atom_order``."""
+    atom_order = ATOM_ORDER if atom_order is None else atom_order
     xyz = np.asarray(positions.value_in_unit(unit.nanometer))
-    index = {(a.residue.name, a.name): a for a in top.atoms()}
-    missing = [k for k in ATOM_ORDER if k not in index]
-    if missing or len(index) != len(ATOM_ORDER):
+    index = {key(a): a for a in top.atoms()}
+    missing = [k for k in atom_order if k not in index]
+    if missing or len(index) != len(atom_order):
         raise RuntimeError(f"unexpected atoms after addHydrogens: missing {missing}, have {sorted(index)}")
     new = app.Topology()
     chain = new.addChain()
-    residues: dict[str, app.Residue] = {}
+    residues: dict[int, app.Residue] = {}
     new_atoms = {}
-    for key in ATOM_ORDER:
-        if key[0] not in residues:
-            residues[key[0]] = new.addResidue(key[0], chain)
-        old = index[key]
-        new_atoms[old.index] = new.addAtom(key[1], old.element, residues[key[0]])
+    for k in atom_order:
+        old = index[k]
+        if old.residue.index not in residues:
+            residues[old.residue.index] = new.addResidue(old.residue.name, chain)
+        new_atoms[old.index] = new.addAtom(k[1], old.element, residues[old.residue.index])
     for bond in top.bonds():
         new.addBond(new_atoms[bond[0].index], new_atoms[bond[1].index])
-    order = [index[k].index for k in ATOM_ORDER]
+    order = [index[k].index for k in atom_order]
     return new, xyz[order]
 
 
