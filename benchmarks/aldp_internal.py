@@ -8,6 +8,8 @@ energy, the φ > 0 population (flow and reweighted), the share of L-alanine and 
 
     python benchmarks/aldp_internal.py --steps 20000 --hidden 256 --samples 2000
     python benchmarks/aldp_internal.py --steps 20000 --hidden 256 --samples 2000 --data-temperature-factor 1.0
+    python benchmarks/aldp_internal.py --data-method remd --data-temperature-factor 1.0 --data-frames 40000 \
+        --data-subset 20000 --samples 5000
 
 ``--save FILE`` writes the flow (molsample.flows.flow.save_flow) for `molsample tilt --model FILE`.
 """
@@ -49,6 +51,9 @@ def main() -> None:
     ap.add_argument("--ode-steps", type=int, default=20)
     ap.add_argument("--data-temperature-factor", type=float, default=1.25)
     ap.add_argument("--data-frames", type=int, default=10000)
+    ap.add_argument("--data-method", default="auto", help="reference sampler of the data: auto (MD) | md | remd")
+    ap.add_argument("--data-subset", type=int, default=0,
+                    help="train on the first N of the --data-frames frames (0: all): a data-scaling curve from one run")
     ap.add_argument("--circular-threshold", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", default=None)
@@ -57,9 +62,11 @@ def main() -> None:
     torch.set_num_threads(1)
     system = load_system("aldp")
     c0 = time.process_time()
-    data = reference_samples(system, DataConfig(n=args.data_frames), args.data_temperature_factor * system.kT, seed=0,
-                             progress=False)
+    data = reference_samples(system, DataConfig(n=args.data_frames, method=args.data_method),
+                             args.data_temperature_factor * system.kT, seed=0, progress=False)
     frames = torch.as_tensor(data.samples, dtype=torch.float64)
+    if args.data_subset:
+        frames = frames[:args.data_subset]
     transform = InternalCoordinates.fit(zmatrix_for_system(system), frames, circular_threshold=args.circular_threshold)
     base = base_for(system, transform)
     z_data = transform.inverse(frames)[0].float()
@@ -91,7 +98,7 @@ def main() -> None:
     frac = chirality_fractions(ws.x.float(), chiral_centers_for_system(system))
     e_md = system.energy.energy(torch.as_tensor(md[:500], dtype=torch.float64))
     out = {
-        "steps": args.steps, "hidden": args.hidden, "layers": args.layers, "frames": args.data_frames,
+        "steps": args.steps, "hidden": args.hidden, "layers": args.layers, "frames": len(frames), "data_method": args.data_method,
         "data_T_K": 300 * args.data_temperature_factor, "samples": args.samples,
         "solver": f"{args.ode_method} x {args.ode_steps}", "circular_torsions": int(transform.periodic.sum()),
         "ess": ws.summary.ess, "log_z": ws.summary.log_z, "log_z_se": ws.summary.log_z_se,
