@@ -1,4 +1,4 @@
-"""Reference-sampler baseline on LJ-13 at kT = 1 (benchmark convention, systems/lj13.toml).
+"""Reference-sampler baseline on LJ-13 at kT = 1 (benchmark convention, molsample/data/systems/lj13.toml).
 
 Measures, for MALA and for parallel tempering (PT) with the reference generator's default
 settings:

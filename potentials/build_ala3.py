@@ -1,10 +1,10 @@
 """Build capped alanine tripeptide (ACE-ALA-ALA-NME) in vacuum with amber99sb-ildn, deterministically.
 
-Writes ``systems/ala3.pdb`` (the minimized all-L peptide, 32 atoms) and
-``potentials/ala3_vacuum_amber99sbildn.xml`` (the serialized ``openmm.System``). The recipe is the
-one of ``build_aldp.py``, whose helpers it imports: heavy atoms from standard peptide internal
-coordinates (β/C7eq-like backbone, φ = −80°, ψ = +70° for both residues, trans amides), hydrogens
-added by OpenMM for the amber force field (seeded), minimization on the Reference platform.
+Writes ``molsample/data/systems/ala3.pdb`` (the minimized all-L peptide, 32 atoms) and
+``molsample/data/potentials/ala3_vacuum_amber99sbildn.xml`` (the serialized ``openmm.System``).
+The recipe is the one of ``build_aldp.py``, whose helpers it imports: heavy atoms from standard
+peptide internal coordinates (β/C7eq-like backbone, φ = −80°, ψ = +70° for both residues, trans
+amides), hydrogens added by OpenMM for the amber force field (seeded), minimization on the Reference platform.
 
 System settings: no cutoff, NO constraints, no centre-of-mass motion remover (as for alanine dipeptide).
 
@@ -29,14 +29,14 @@ from openmm import app, unit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_aldp import ROOT, chirality, create_system, place, reorder, write_atomic  # noqa: E402
 
-PDB_PATH = ROOT / "systems" / "ala3.pdb"
-XML_PATH = ROOT / "potentials" / "ala3_vacuum_amber99sbildn.xml"
+PDB_PATH = ROOT / "molsample" / "data" / "systems" / "ala3.pdb"
+XML_PATH = ROOT / "molsample" / "data" / "potentials" / "ala3_vacuum_amber99sbildn.xml"
 
 #: Residues in chain order; an atom is keyed by (residue index, atom name).
 RESIDUES = ("ACE", "ALA", "ALA", "NME")
 _ALA = ("N", "H", "CA", "HA", "CB", "HB1", "HB2", "HB3", "C", "O")
 #: Atom order: that of alanine dipeptide (ACE, ALA) with a second ALA inserted before NME, so
-#: atoms 0-15 are named as in ``systems/aldp.pdb``.
+#: atoms 0-15 are named as in ``molsample/data/systems/aldp.pdb``.
 ATOM_ORDER: list[tuple[int, str]] = (
     [(0, n) for n in ("H1", "CH3", "H2", "H3", "C", "O")]
     + [(1, n) for n in _ALA] + [(2, n) for n in _ALA]

@@ -1,7 +1,7 @@
 """Build alanine dipeptide (ACE-ALA-NME) in vacuum with amber99sb-ildn, deterministically.
 
-Writes ``systems/aldp.pdb`` (the minimized L-enantiomer, 22 atoms) and
-``potentials/aldp_vacuum_amber99sbildn.xml`` (the serialized ``openmm.System``).
+Writes ``molsample/data/systems/aldp.pdb`` (the minimized L-enantiomer, 22 atoms) and
+``molsample/data/potentials/aldp_vacuum_amber99sbildn.xml`` (the serialized ``openmm.System``).
 Nothing is downloaded: the heavy atoms are placed from standard peptide internal
 coordinates (C7eq backbone, φ = −80°, ψ = +70°), hydrogens are added by OpenMM for the
 amber force field, and the structure is minimized on the deterministic Reference platform.
@@ -32,8 +32,8 @@ import openmm
 from openmm import app, unit
 
 ROOT = Path(__file__).resolve().parent.parent
-PDB_PATH = ROOT / "systems" / "aldp.pdb"
-XML_PATH = ROOT / "potentials" / "aldp_vacuum_amber99sbildn.xml"
+PDB_PATH = ROOT / "molsample" / "data" / "systems" / "aldp.pdb"
+XML_PATH = ROOT / "molsample" / "data" / "potentials" / "aldp_vacuum_amber99sbildn.xml"
 
 #: Atom order of the alanine dipeptide files common in the literature (openmmtools test
 #: systems, the Boltzmann-generator data sets): φ = atoms (4, 6, 8, 14), ψ = (6, 8, 14, 16).

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from molsample.io.hdf5 import RunFile
+from molsample.runtime.resources import cards_dir
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
 def aldp_topology():
-    """Alanine dipeptide (ACE-ALA-NME, 22 atoms) topology and positions (nm) from systems/aldp.pdb."""
+    """Alanine dipeptide (ACE-ALA-NME, 22 atoms) topology and positions (nm) from the shipped aldp.pdb."""
     import mdtraj
 
-    t = mdtraj.load(str(ROOT / "systems" / "aldp.pdb"))
+    t = mdtraj.load(str(cards_dir() / "aldp.pdb"))
     return t.topology, t.xyz[0].astype(np.float64)
 
 

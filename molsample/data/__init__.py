@@ -1,1 +1,3 @@
-"""Files shipped with the package: ``models/`` holds pretrained, tilted models (``package:NAME``)."""
+"""Files shipped with the package, no code: ``systems/`` (cards and structures), ``potentials/``
+(serialized OpenMM Systems), ``presets/`` (run presets) and ``models/`` (``package:NAME``);
+found by :mod:`molsample.runtime.resources`."""

@@ -1,9 +1,18 @@
-"""Where the shipped files are: system cards, presets and models, in a checkout or when installed.
+"""Where the shipped files are: every file molsample ships lives under ``molsample/data/``.
 
-In a source checkout the cards live in the top-level ``systems/`` (with ``potentials/``) and the
-presets in ``runs/presets/``; an installed package carries the same files as package data
-(``molsample/cards``, ``molsample/potentials``, ``molsample/presets``, mapped from those folders
-by ``setup.py``) and the demo model under ``molsample/data/models/``.
+::
+
+    molsample/data/
+      systems/     system cards (*.toml) and their structures (*.pdb)
+      potentials/  serialized OpenMM Systems (*.xml) named by the cards
+      presets/     run presets (*.toml)
+      models/      tilted models (*.pt), named ``package:NAME``
+
+The folders are found with :mod:`importlib.resources` from the ``molsample.data`` package, the
+same way in a source checkout and in an installed copy. A card names its structure and XML
+relative to its own folder (``structure = "aldp.pdb"``,
+``system_xml = "../potentials/aldp_vacuum_amber99sbildn.xml"``). The files the wheel carries are
+declared in ``pyproject.toml`` (``[tool.setuptools.package-data]``).
 """
 
 from __future__ import annotations
@@ -11,38 +20,45 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["cards_dir", "models_dir", "package_file", "presets_dir"]
+from molsample.errors import ConfigError, MissingFileError
 
-_ROOT = Path(__file__).resolve().parent.parent  # the molsample package
+__all__ = ["DATA_KINDS", "cards_dir", "data_dir", "models_dir", "package_file", "potentials_dir", "presets_dir"]
 
-
-def _first_dir(*candidates: Path) -> Path:
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return candidates[-1]
+#: The sub-folders of ``molsample/data/``.
+DATA_KINDS = ("systems", "potentials", "presets", "models")
 
 
-def _packaged(name: str) -> Path:
-    try:
-        return Path(str(resources.files(f"molsample.{name}")))
-    except (ModuleNotFoundError, TypeError):
-        return _ROOT / name
+def data_dir(kind: str) -> Path:
+    """The folder ``molsample/data/<kind>`` of the imported package (``kind`` in :data:`DATA_KINDS`)."""
+    if kind not in DATA_KINDS:
+        raise ConfigError(f"unknown kind of shipped data {kind!r}; use one of {', '.join(DATA_KINDS)}")
+    root = resources.files("molsample.data")
+    if not isinstance(root, Path):
+        raise MissingFileError(
+            f"molsample's data ({root}) is not a folder on disk; install molsample unpacked (pip install), "
+            "not as a zip archive"
+        )
+    return root / kind
 
 
 def cards_dir() -> Path:
-    """The folder of the shipped system cards (``systems/`` in a checkout, ``molsample/cards`` installed)."""
-    return _first_dir(_ROOT.parent / "systems", _ROOT / "cards", _packaged("cards"))
+    """The folder of the shipped system cards and structures (``molsample/data/systems``)."""
+    return data_dir("systems")
+
+
+def potentials_dir() -> Path:
+    """The folder of the shipped serialized OpenMM Systems (``molsample/data/potentials``)."""
+    return data_dir("potentials")
 
 
 def presets_dir() -> Path:
-    """The folder of the run presets (``runs/presets/`` in a checkout, ``molsample/presets`` installed)."""
-    return _first_dir(_ROOT.parent / "runs" / "presets", _ROOT / "presets", _packaged("presets"))
+    """The folder of the run presets (``molsample/data/presets``)."""
+    return data_dir("presets")
 
 
 def models_dir() -> Path:
-    """The folder of shipped models (``molsample/data/models``)."""
-    return _ROOT / "data" / "models"
+    """The folder of the shipped models (``molsample/data/models``)."""
+    return data_dir("models")
 
 
 def package_file(ref: str) -> Path:

@@ -16,12 +16,13 @@ from openmm import app, unit
 from molsample.energies.openmm_bridge import OpenMMEnergy, available_platforms
 from molsample.energies.openmm_card import energy_from_card
 from molsample.errors import ConfigError, EnergyError, MissingFileError, PlatformError
+from molsample.runtime.resources import cards_dir, potentials_dir
 from molsample.systems.cards import load_system
 from molsample.testing import assert_forces_match_fd
 
 ROOT = Path(__file__).resolve().parents[2]
-PDB = ROOT / "systems" / "aldp.pdb"
-XML = ROOT / "potentials" / "aldp_vacuum_amber99sbildn.xml"
+PDB = cards_dir() / "aldp.pdb"
+XML = potentials_dir() / "aldp_vacuum_amber99sbildn.xml"
 
 
 @pytest.fixture(scope="module")

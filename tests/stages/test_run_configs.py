@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from molsample.flows.distributions import HarmonicPrior, base_distribution
+from molsample.runtime.resources import presets_dir
 from molsample.stages.config import resolve_config
 from molsample.systems.cards import load_system
 
@@ -45,7 +46,7 @@ def test_every_config_the_docs_name_exists():
     named = {m for doc in DOCS for m in re.findall(r"runs/([\w.-]+\.toml)", doc.read_text(encoding="utf-8"))}
     named -= {"<name>.toml", "my.toml"}
     assert named, "the docs name no run config; the pattern above is out of date"
-    missing = sorted(n for n in named if not (RUNS / n).is_file() and not (RUNS / "presets" / n).is_file())
+    missing = sorted(n for n in named if not (RUNS / n).is_file() and not (presets_dir() / n).is_file())
     assert not missing, f"docs name run configs that do not exist: {missing}"
 
 
