@@ -18,8 +18,8 @@ import tomllib
 import numpy as np
 import torch
 
-from molsample.mcmc.reference import load_or_generate_reference, reference_cache_path, resolve_method
-from molsample.mcmc.reference_settings import _resolve_settings
+from molsample.mcmc.reference import (load_or_generate_reference, reference_cache_path, resolve_method,
+                                      resolve_settings)
 from molsample.reporting.run_data import load_run_data
 from molsample.systems.cards import load_system
 
@@ -35,7 +35,7 @@ def cached(system, section: dict, kT: float, seed: int) -> dict | None:
     """The diagnostics of the cache entry a run's data section made at ``kT`` (``None`` if absent)."""
     settings = {k: v for k, v in (("n_steps", section.get("steps")), ("burn_in", section.get("burn_in"))) if v}
     method = resolve_method(system, section.get("method", "auto"), kT)
-    cfg = _resolve_settings(system, method, section["n"], settings)
+    cfg = resolve_settings(system, method, section["n"], settings)
     if not reference_cache_path(system, kT, method, section["n"], {**cfg, "seed": int(seed)}).is_file():
         return None
     return load_or_generate_reference(system, section["n"], kT=kT, method=method, seed=seed, progress=False,

@@ -12,7 +12,8 @@ import click
 from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import progress_option, show_progress_flag
 from molsample.errors import ConfigError
-from molsample.mcmc.reference_settings import METHODS
+from molsample.mcmc.reference_methods import METHODS, get_method, resolve_method
+from molsample.mcmc.reference_settings import ReferenceMethod
 
 
 def _parse_value(text: str) -> Any:
@@ -70,60 +71,65 @@ def reference(system_name: str, n: int, out: str, method: str, temperature: floa
     """
     import torch
 
-    from molsample.mcmc.reference import generate_reference, resolve_method, write_reference
+    from molsample.mcmc.reference import generate_reference, write_reference
     from molsample.runtime.distributed import init_world
-    from molsample.systems import units
     from molsample.systems.cards import load_system
 
     launch_if_asked(nproc)
     progress = show_progress_flag(progress, quiet)
     world, _ = init_world(torch.device("cpu"))
     system = load_system(system_name)
-    if temperature is not None and kT is not None:
-        raise ConfigError(f"give --temperature ({temperature} K) or --kT ({kT}), not both")
-    if temperature is not None:
-        if system.energy_unit != "kJ/mol":
-            raise ConfigError(
-                f"--temperature (kelvin) needs a system in kJ/mol; {system.name} is in {system.energy_unit} units, "
-                f"pass --kT instead (its card uses kT = {system.kT:g})"
-            )
-        kT = units.kT(temperature)
+    kT = _kT_of_options(system, temperature, kT)
     if n < 1:
         raise ConfigError(f"--n must be a positive number of samples, got {n}")
     resolved = resolve_method(system, method, kT)
-    settings: dict[str, Any] = {}
-    if resolved in ("md", "remd"):
-        if chains is not None:
-            raise ConfigError(f"--chains applies to MCMC methods; {resolved} runs one trajectory per temperature "
-                              "(drop --chains; --set n_replicas=K sets REMD's ladder)")
-        if burn_in is not None:
-            settings["equilibration_steps"] = burn_in
-        if thin is not None:
-            settings["steps_per_frame" if resolved == "md" else "exchanges_per_frame"] = thin
-    elif resolved == "exact":
-        if any(v is not None for v in (chains, burn_in, thin)):
-            raise ConfigError("--chains/--burn-in/--thin do not apply to the exact sampler; drop them or pick --method mala")
-    else:
-        for key, v in (("chains", chains), ("burn_in", burn_in), ("thin", thin)):
-            if v is not None:
-                settings[key] = v
-    for item in extra:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}; e.g. --set n_temps=12")
-        key, value = item.split("=", 1)
-        settings[key.strip().replace("-", "_")] = _parse_value(value)
-
+    settings = _settings_of_options(get_method(resolved), {"chains": chains, "burn_in": burn_in, "thin": thin}, extra)
     result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress and world.is_main,
                                 world=world, **settings)
     if not world.is_main:  # rank 0 writes and prints
         return
     path = write_reference(result, Path(out), system)
-    d = result.diagnostics
     click.echo(f"wrote {result.n} reference samples of {system.name} to {path}")
+    _echo_diagnostics(result, system.energy_unit)
+
+
+def _kT_of_options(system: Any, temperature: float | None, kT: float | None) -> float | None:
+    """kT in the system's energy unit from ``--temperature`` (kelvin) or ``--kT`` (None: the card's)."""
+    from molsample.systems import units
+
+    if temperature is not None and kT is not None:
+        raise ConfigError(f"give --temperature ({temperature} K) or --kT ({kT}), not both")
+    if temperature is None:
+        return kT
+    if system.energy_unit != "kJ/mol":
+        raise ConfigError(
+            f"--temperature (kelvin) needs a system in kJ/mol; {system.name} is in {system.energy_unit} units, "
+            f"pass --kT instead (its card uses kT = {system.kT:g})"
+        )
+    return units.kT(temperature)
+
+
+def _settings_of_options(method: ReferenceMethod, options: dict[str, int | None], extra: tuple[str, ...]
+                         ) -> dict[str, Any]:
+    """The sampler settings of ``--chains/--burn-in/--thin`` (in ``method``'s own keys) and ``--set KEY=VALUE``."""
+    given = {key: value for key, value in options.items() if value is not None}
+    method.check_options(given)
+    settings: dict[str, Any] = {method.setting_key(key): value for key, value in given.items()}
+    for item in extra:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}; e.g. --set n_temps=12")
+        key, value = item.split("=", 1)
+        settings[key.strip().replace("-", "_")] = _parse_value(value)
+    return settings
+
+
+def _echo_diagnostics(result: Any, unit: str) -> None:
+    """The diagnostics of a reference run, one per line, and its settings."""
+    d = result.diagnostics
     rows = [
         ("method", result.method),
-        ("kT", f"{result.kT:.6g} {system.energy_unit}"),
-        ("energy mean ± std", f"{_format(d.get('energy_mean'))} ± {_format(d.get('energy_std'))} {system.energy_unit}"),
+        ("kT", f"{result.kT:.6g} {unit}"),
+        ("energy mean ± std", f"{_format(d.get('energy_mean'))} ± {_format(d.get('energy_std'))} {unit}"),
         ("acceptance", d.get("acceptance")),
         ("swap rates", d.get("swap_rates")),
         ("tau_int (energy, samples)", d.get("tau_int") if d.get("tau_int") is not None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from molsample.energies.base import Energy, pairwise_distances
+from molsample.energies.registry import register_energy_type, take
 
 
 class MultiDoubleWell(Energy):
@@ -36,3 +39,16 @@ class MultiDoubleWell(Energy):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, a={self.a}, b={self.b}, d0={self.d0}"
+
+
+@register_energy_type("double_well", ("n_particles", "dim", "a", "b", "d0"))
+def double_well_from_card(table: dict, card_path: Path) -> MultiDoubleWell:
+    """``[energy] type = "double_well"``: every constructor argument, DW-4's values by default."""
+    w = str(card_path)
+    return MultiDoubleWell(
+        n_particles=take(table, "n_particles", int, w, 4),
+        dim=take(table, "dim", int, w, 2),
+        a=take(table, "a", float, w, 0.9),
+        b=take(table, "b", float, w, -4.0),
+        d0=take(table, "d0", float, w, 4.0),
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from molsample.energies.base import Energy, pairwise_distances
+from molsample.energies.registry import register_energy_type, take
 from molsample.errors import ConfigError
 
 
@@ -73,3 +76,19 @@ class LennardJones(Energy):
             f"{super().extra_repr()}, epsilon={self.epsilon}, r_m={self.r_m}, "
             f"pair_factor={self.pair_factor}, oscillator_scale={self.oscillator_scale}"
         )
+
+
+@register_energy_type("lennard_jones", ("n_particles", "dim", "epsilon", "r_m", "pair_factor", "oscillator_scale",
+                                       "distance_floor"), identical_atoms=True)
+def lennard_jones_from_card(table: dict, card_path: Path) -> LennardJones:
+    """``[energy] type = "lennard_jones"``: every constructor argument, ``n_particles`` required."""
+    w = str(card_path)
+    return LennardJones(
+        n_particles=take(table, "n_particles", int, w),
+        dim=take(table, "dim", int, w, 3),
+        epsilon=take(table, "epsilon", float, w, 1.0),
+        r_m=take(table, "r_m", float, w, 1.0),
+        pair_factor=take(table, "pair_factor", float, w, 1.0),
+        oscillator_scale=take(table, "oscillator_scale", float, w, 0.0),
+        distance_floor=take(table, "distance_floor", float, w, 0.2),
+    )

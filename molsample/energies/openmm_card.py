@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from molsample.energies.openmm_bridge import OpenMMEnergy, _openmm
+from molsample.energies.registry import register_energy_type
 from molsample.errors import ConfigError, MissingFileError
 
 __all__ = ["CARD_KEYS", "energy_from_card", "system_to_xml"]
@@ -111,7 +112,7 @@ def _system_from_forcefield(table: dict, card_path: Path, topology: Any) -> Any:
 def energy_from_card(table: dict, card_path: Path) -> OpenMMEnergy:
     """Build an :class:`OpenMMEnergy` from a card's ``[energy]`` table (``type = "openmm"``).
 
-    Keys (paths relative to the card's folder, then its parent = the project root):
+    Keys (relative paths are read from the card's folder, then its parent folder, then the working directory):
         structure: PDB or PDBx/mmCIF file (topology and reference positions).
         system_xml: a serialized ``openmm.System`` — or instead
         forcefield: list of force-field XML files (OpenMM's own, e.g. ``"amber99sbildn.xml"``, or
@@ -186,3 +187,7 @@ def energy_from_card(table: dict, card_path: Path) -> OpenMMEnergy:
 def system_to_xml(system: Any) -> str:
     """The XML text of an ``openmm.System`` (for ``system_xml`` files)."""
     return _openmm().XmlSerializer.serialize(system)
+
+
+# OpenMM itself is imported when a card of this type is built, not when the type is registered.
+register_energy_type("openmm", CARD_KEYS)(energy_from_card)

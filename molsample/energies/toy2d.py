@@ -7,10 +7,12 @@ are ``(batch, 1, 2)``. Energies are in units of kT (kT = 1), i.e. E = −log den
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
 from molsample.energies.base import Energy
+from molsample.energies.registry import register_energy_type, take
 from molsample.errors import ConfigError
 
 
@@ -114,3 +116,21 @@ def tilted_gaussian(
     cov_a = torch.linalg.inv(pa)
     mean_a = cov_a @ (p0 @ mean + a * shift)
     return mean_a, cov_a
+
+
+@register_energy_type("ring2d", ("n_modes", "radius", "sigma"))
+def ring_from_card(table: dict, card_path: Path) -> RingMixture:
+    """``[energy] type = "ring2d"``: ``n_modes`` (8), ``radius`` (4), ``sigma`` (0.15)."""
+    w = str(card_path)
+    return RingMixture(
+        n_modes=take(table, "n_modes", int, w, 8),
+        radius=take(table, "radius", float, w, 4.0),
+        sigma=take(table, "sigma", float, w, 0.15),
+    )
+
+
+@register_energy_type("gaussian", ("mean", "cov"))
+def gaussian_from_card(table: dict, card_path: Path) -> GaussianEnergy:
+    """``[energy] type = "gaussian"``: ``mean`` (d,) and ``cov`` (d, d), both required."""
+    w = str(card_path)
+    return GaussianEnergy(take(table, "mean", list, w), take(table, "cov", list, w))

@@ -1,21 +1,12 @@
 """Reference samples of a system's Boltzmann distribution: generation, files and a cache.
 
-``generate_reference(system, n)`` picks a classical sampler per system (``method="auto"``):
-
-============================  ========================================================
-system                        method
-============================  ========================================================
-exact sampler (ring2d,        ``exact``: ``system.exact_sampler()`` (only at the card's kT)
-gauss2d)
-OpenMM energy (aldp)          ``md``: OpenMM Langevin dynamics (:func:`~molsample.mcmc.md.run_md`)
-double well (DW-4)            ``pt``: parallel tempering with MALA moves from relaxed lattices
-Lennard-Jones, anything else  ``mala``: tamed MALA from relaxed lattices
-                              (per evaluation ~5x more efficient than PT on LJ-13 at kT = 1)
-============================  ========================================================
-
-``remd`` (replica-exchange MD over OpenMM contexts, :func:`~molsample.mcmc.remd.remd_frames`)
-is never picked by ``auto`` but visits every basin of a molecule: for alanine dipeptide at 300 K
-it is the ground truth of the C7ax/αL basin that plain MD rarely reaches.
+``generate_reference(system, n)`` runs one of the reference methods
+(:data:`~molsample.mcmc.reference_settings.REFERENCE_METHODS`, one module each: ``exact``,
+``mala``, ``pt``, ``md``, ``remd``); ``method="auto"`` picks one per system
+(:mod:`molsample.mcmc.reference_methods`): the exact sampler of the 2-D toys, MD for OpenMM
+systems, parallel tempering for the double well, else MALA (per evaluation ~5x more efficient than
+PT on LJ-13 at kT = 1). ``remd`` is never picked by ``auto`` but visits every basin of a molecule:
+for alanine dipeptide at 300 K it is the ground truth of the C7ax/αL basin that plain MD rarely reaches.
 
 Reference data are the base data of temperature tilts and the ground truth of the metrics,
 so they are cached: :func:`load_or_generate_reference` stores them under a file name keyed by a
@@ -42,15 +33,16 @@ from molsample.errors import ConfigError, DistributedError, RunFileError
 from molsample.io.cache import digest
 from molsample.io.hdf5 import RunFile
 from molsample.mcmc.initial_configurations import initial_configurations
-from molsample.mcmc.mala import ChainCheckpoint, geometric_ladder, mala, parallel_tempering
-from molsample.mcmc.reference_settings import (METHODS, _resolve_settings, default_settings, remd_settings,
-                                               resolve_method)
+from molsample.mcmc.reference_methods import (METHODS, SHARDED_METHODS, default_settings, get_method,
+                                              resolve_method, resolve_settings)
+from molsample.mcmc.reference_settings import REFERENCE_METHODS, remd_settings
 from molsample.runtime.distributed import World
-from molsample.systems import units
 
 __all__ = [
     "METHODS",
+    "REFERENCE_METHODS",
     "ReferenceResult",
+    "SHARDED_METHODS",
     "default_settings",
     "generate_reference",
     "initial_configurations",
@@ -59,14 +51,12 @@ __all__ = [
     "read_reference",
     "reference_cache_path",
     "resolve_method",
+    "resolve_settings",
     "write_reference",
 ]
 
 #: Bumped when the meaning of a cached reference file changes (invalidates old cache entries).
 CACHE_VERSION = 1
-
-#: methods whose chains a distributed run splits (each rank evaluates the energies of its shard)
-SHARDED_METHODS = ("mala", "pt")
 
 #: Default cache folder (relative to the working directory; ``runs/`` is git-ignored).
 DEFAULT_CACHE_DIR = Path("runs") / "cache" / "reference"
@@ -145,99 +135,41 @@ def generate_reference(
     if not kT > 0:
         raise ConfigError(f"kT must be positive, got {kT}")
     method = resolve_method(system, method, kT)
-    cfg = _resolve_settings(system, method, n, settings)
+    sampler = get_method(method)
+    cfg = sampler.settings(system, n, settings)
     world = world or World()
-    if world.distributed and method not in SHARDED_METHODS:
+    if world.distributed and not sampler.sharded:
         raise DistributedError(f"the {method} reference is not split over processes (only "
                                f"{', '.join(SHARDED_METHODS)} chains are); run it with one process")
-    g = torch.Generator().manual_seed(int(seed))
     t0, c0 = time.perf_counter(), time.process_time()
-    diag: dict[str, Any] = {}
+    x, e, diag = sampler.run(system, n, kT=kT, settings=cfg, seed=seed, generator=torch.Generator().manual_seed(int(seed)),
+                             progress=progress, world=world, checkpoint=checkpoint)
+    diag.update(_summary(method, n, kT, seed, e, diag, cfg, wall=time.perf_counter() - t0,
+                         cpu=world.sum(time.process_time() - c0)))  # CPU of all ranks
+    return ReferenceResult(samples=x.detach(), energies=e.detach(), kT=kT, method=method, system=system.name,
+                           diagnostics=diag)
 
-    if method == "exact":
-        x = system.exact_sampler()(n, g).to(torch.float64)
-        with torch.no_grad():
-            e = system.energy.energy(x).to(torch.float64)
-        diag.update(tau_int=1.0, n_energy_evals=n, acceptance=None)
-    elif method == "remd":
-        from molsample.mcmc.remd import remd_frames
 
-        if system.energy_unit != "kJ/mol":
-            raise ConfigError(f"remd needs an energy in kJ/mol, {system.name} is in {system.energy_unit}")
-        x, e, d = remd_frames(system, n, kT=kT, seed=seed, progress=progress, **cfg)
-        if system.remove_com:
-            x = x - x.mean(dim=1, keepdim=True)
-        diag.update(d)
-    elif method == "md":
-        from molsample.mcmc.md import run_md
-
-        if system.energy_unit != "kJ/mol":
-            raise ConfigError(f"md needs an energy in kJ/mol, {system.name} is in {system.energy_unit}")
-        r = run_md(
-            system.energy.system,
-            system.energy.positions,
-            temperature_K=kT / units.KB_KJ_PER_MOL_K,
-            n_frames=n,
-            steps_per_frame=cfg["steps_per_frame"],
-            timestep_fs=cfg["timestep_fs"],
-            friction_per_ps=cfg["friction_per_ps"],
-            equilibration_steps=cfg["equilibration_steps"],
-            minimize=cfg["minimize"],
-            platform=cfg["platform"],
-            seed=seed,
-            progress=progress,
-        )
-        x = torch.as_tensor(r.frames, dtype=torch.float64)
-        if system.remove_com:
-            x = x - x.mean(dim=1, keepdim=True)
-        e = torch.as_tensor(r.energies, dtype=torch.float64)
-        diag.update(tau_int=r.tau_int, n_energy_evals=r.n_steps, acceptance=None, temperature_K=r.temperature_K,
-                    platform=r.platform)
-    else:
-        x0, init_evals = initial_configurations(
-            system, cfg["chains"], init=cfg["init"], noise=cfg["init_noise"], relax_steps=cfg["relax_steps"], generator=g
-        )
-        n_kept = math.ceil(n / cfg["chains"])
-        common = dict(n_steps=n_kept * cfg["thin"], burn_in=cfg["burn_in"], thin=cfg["thin"], step_size=cfg["step_size"],
-                      target_accept=cfg["target_accept"], tame=cfg["tame"], remove_com=system.remove_com, generator=g,
-                      progress=progress, world=world,
-                      checkpoint=ChainCheckpoint(checkpoint) if checkpoint is not None else None)
-        if method == "mala":
-            r = mala(system.energy, kT, x0, **common)
-            diag.update(step_size=_plain(r.step_size))
-        else:
-            kts = geometric_ladder(kT, kT * cfg["kT_max_factor"], cfg["n_temps"])
-            r = parallel_tempering(system.energy, kts, x0, swap_every=cfg["swap_every"], **common)
-            diag.update(swap_rates=r.swap_rates, kT_ladder=kts, acceptance_by_kT=r.acceptance_by_kT,
-                        step_size=_plain(r.step_size))
-        x, e = r.samples[:n], r.energies[:n]
-        diag.update(acceptance=r.acceptance, tau_int=r.tau_int, n_energy_evals=r.n_energy_evals + init_evals,
-                    n_chains=r.n_chains)
-
+def _summary(method: str, n: int, kT: float, seed: int, e: Tensor, diag: dict[str, Any], cfg: dict[str, Any], *,
+             wall: float, cpu: float) -> dict[str, Any]:
+    """The diagnostics every method reports, from its own (``tau_int``, ``n_energy_evals``) and the energies."""
     tau = diag.get("tau_int")
     n_eff = n / max(tau, 1.0) if tau is not None and math.isfinite(tau) else None
     finite = torch.isfinite(e)
-    diag.update(
+    evals = diag.get("n_energy_evals")
+    return dict(
         method=method,
         n=n,
         kT=kT,
         seed=int(seed),
         n_effective=n_eff,
-        effective_per_1000_evals=(1000.0 * n_eff / diag["n_energy_evals"]) if n_eff and diag.get("n_energy_evals") else None,
-        wall_time_s=time.perf_counter() - t0,
-        cpu_time_s=world.sum(time.process_time() - c0),  # all ranks
+        effective_per_1000_evals=(1000.0 * n_eff / evals) if n_eff and evals else None,
+        wall_time_s=wall,
+        cpu_time_s=cpu,
         energy_mean=float(e[finite].mean()) if finite.any() else None,
         energy_std=float(e[finite].std()) if finite.sum() > 1 else None,
         settings=cfg,
     )
-    return ReferenceResult(samples=x.detach(), energies=e.detach(), kT=kT, method=method, system=system.name,
-                           diagnostics=diag)
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Tensor):
-        return v.tolist() if v.numel() > 1 else float(v)
-    return v
 
 
 # --------------------------------------------------------------------------- files and cache
@@ -379,7 +311,7 @@ def load_or_generate_reference(
     """
     kT = float(system.kT if kT is None else kT)
     resolved = resolve_method(system, method, kT)
-    cfg = _resolve_settings(system, resolved, n, settings)
+    cfg = resolve_settings(system, resolved, n, settings)
     path = reference_cache_path(system, kT, resolved, n, {**cfg, "seed": int(seed)}, cache_dir)
     if path.is_file() and not refresh:
         try:
@@ -389,9 +321,11 @@ def load_or_generate_reference(
                 return result
         except RunFileError:
             pass
-    ckpt = path.with_name(path.stem + ".ckpt.pt") if resolved in ("mala", "pt") else None  # a stopped run resumes
+    ckpt = path.with_name(path.stem + ".ckpt.pt") if REFERENCE_METHODS[resolved].checkpoints else None  # resumes
     result = generate_reference(system, n, method=resolved, kT=kT, seed=seed, progress=progress, world=world,
                                 checkpoint=ckpt, **cfg)
+    # the positions a later cache hit returns (stored as float32), so that a miss gives the same run
+    result.samples = result.samples.to(torch.float32).to(torch.float64)
     if world is None or world.is_main:
         write_reference(result, path, system)
     result.diagnostics.update(cache="miss", path=str(path))

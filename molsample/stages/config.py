@@ -1,6 +1,10 @@
 """Run configuration: dataclasses, presets and TOML files, validated with errors that name the fix.
 
-Resolution order (later wins): dataclass defaults → preset (``runs/presets/<preset>.toml``,
+Every table of the file (``[pretrain]``, ``[refine]``, ...) is a dataclass registered with the stages that
+read it (:mod:`molsample.stages.sections`); ``RunConfig`` declares them, takes their defaults from the
+registry and runs each one's ``validate()``.
+
+Resolution order (later wins): dataclass defaults → preset (``molsample/data/presets/<preset>.toml``,
 with optional ``[system.<name>]`` override tables, and ``[coordinates.internal]`` /
 ``[system.<name>.coordinates.internal]`` for flows in internal coordinates) → the system card's ``[run]`` table →
 ``--config FILE.toml`` → command-line options.
@@ -16,8 +20,10 @@ from molsample.errors import ConfigError
 from molsample.io.toml import read_toml
 from molsample.runtime.resources import presets_dir
 from molsample.stages.refine_config import RefineConfig
+from molsample.stages.sections import SECTIONS, register_section, section_default
+from molsample.training.coupling import TILT_COUPLINGS
 from molsample.training.flow_matching import FlowMatchingConfig
-from molsample.training.tilt import TILT_COUPLINGS
+from molsample.training.rewards import REWARD_MODES
 from molsample.training.tilt import TiltConfig
 
 PRESETS_DIR = presets_dir()
@@ -25,6 +31,7 @@ PRESETS_DIR = presets_dir()
 PRESETS = tuple(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
 
 
+@register_section("net", stages=("pretrain",))
 @dataclasses.dataclass
 class NetConfig:
     """Velocity network: ``name`` egnn | mlp | affine | e3nn (None: egnn for particles, mlp for toys);
@@ -39,6 +46,7 @@ class NetConfig:
     parametrisation: str = "velocity"
 
 
+@register_section("base", stages=("start", "pretrain"))
 @dataclasses.dataclass
 class BaseConfig:
     """The flows' base distribution (TOML ``[base]``), overriding the system card's ``[base]``:
@@ -57,6 +65,7 @@ class BaseConfig:
 COORDINATES = ("cartesian", "internal")
 
 
+@register_section("flow", stages=("coordinates",))
 @dataclasses.dataclass
 class FlowConfig:
     """The coordinates the flow runs in (TOML ``[flow]``): ``cartesian`` (positions; clusters and the
@@ -68,6 +77,7 @@ class FlowConfig:
     circular_threshold: float = 0.5
 
 
+@register_section("data", stages=("base_data",))
 @dataclasses.dataclass
 class DataConfig:
     """Samples of the a = 0 distribution used for pretraining.
@@ -82,6 +92,7 @@ class DataConfig:
     burn_in: int = 0
 
 
+@register_section("final", stages=("final",))
 @dataclasses.dataclass
 class FinalConfig:
     """Final sampling with exact log-weights.
@@ -100,6 +111,10 @@ class FinalConfig:
     reflect_chirality: bool = True
 
 
+register_section("reference", stages=("reference",), default=lambda: DataConfig(n=0))(DataConfig)
+register_section("tilt", stages=("tilt",))(TiltConfig)  # registration order is the order of the checks
+register_section("pretrain", stages=("pretrain",))(FlowMatchingConfig)
+
 #: keys that no longer exist, with the line that says what replaced them
 RETIRED_KEYS = {
     "final.mcmc_steps": "MALA on the unweighted flow samples is biased and was removed; refine the weighted "
@@ -108,6 +123,7 @@ RETIRED_KEYS = {
 }
 
 
+@register_section("start", stages=("start",))
 @dataclasses.dataclass
 class StartConfig:
     """Where the run starts. ``model``: an already tilted model file (``package:NAME`` for one
@@ -153,16 +169,16 @@ class RunConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
-    flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
-    net: NetConfig = dataclasses.field(default_factory=NetConfig)
-    base: BaseConfig = dataclasses.field(default_factory=BaseConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    reference: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(n=0))
-    pretrain: FlowMatchingConfig = dataclasses.field(default_factory=FlowMatchingConfig)
-    tilt: TiltConfig = dataclasses.field(default_factory=TiltConfig)
-    final: FinalConfig = dataclasses.field(default_factory=FinalConfig)
-    refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
-    start: StartConfig = dataclasses.field(default_factory=StartConfig)
+    flow: FlowConfig = section_default("flow")
+    net: NetConfig = section_default("net")
+    base: BaseConfig = section_default("base")
+    data: DataConfig = section_default("data")
+    reference: DataConfig = section_default("reference")
+    pretrain: FlowMatchingConfig = section_default("pretrain")
+    tilt: TiltConfig = section_default("tilt")
+    final: FinalConfig = section_default("final")
+    refine: RefineConfig = section_default("refine")
+    start: StartConfig = section_default("start")
     report: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,8 +188,8 @@ class RunConfig:
         return strip(dataclasses.asdict(self))
 
     def validate(self) -> "RunConfig":
-        if self.mode is not None and self.mode not in ("temperature", "prior", "reward"):
-            raise ConfigError(f"mode = {self.mode!r}; use temperature, prior or reward")
+        if self.mode is not None and self.mode not in REWARD_MODES:
+            raise ConfigError(f"mode = {self.mode!r}; use {_one_of(REWARD_MODES)}")
         if self.temperature_factor <= 1.0:
             raise ConfigError(f"temperature_factor = {self.temperature_factor} must be > 1 (kT0 = factor·kT > kT)")
         if isinstance(self.energy_cap, str) and self.energy_cap not in ("auto", "none"):
@@ -191,9 +207,10 @@ class RunConfig:
             if value > most:  # e.g. 2**63 - 1 from a typo would otherwise run every stage
                 raise ConfigError(f"{key} = {value} is above the limit of {most:,}; use at most {most:,} "
                                   "(more final samples: append them with `molsample sample RUN --n-samples N`)")
-        self.tilt.validate()
-        self.pretrain.validate()
-        self.refine.validate()
+        for section in SECTIONS.values():
+            table = getattr(self, section.name)
+            if callable(getattr(table, "validate", None)):
+                table.validate()
         self._validate_coordinates()
         from molsample.flows.distributions import BASE_KINDS
         from molsample.nets.endpoint import PARAMETRISATIONS
@@ -250,6 +267,27 @@ class RunConfig:
         if "pretrain.path" not in explicit:
             self.pretrain.path = self.tilt.path
         return self
+
+
+def _one_of(names: Any) -> str:
+    """``"a, b or c"``."""
+    names = list(names)
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def _check_sections(cls: type) -> None:
+    """Every registered section is a table of ``cls`` with its dataclass, and every table of ``cls``
+    is registered (a section cannot be added without the config reading it)."""
+    tables = {f.name for f in dataclasses.fields(cls) if f.default_factory is not dataclasses.MISSING}
+    stray = sorted(tables ^ set(SECTIONS))
+    if stray:
+        raise TypeError(f"run-config table [{stray[0]}]: register it with register_section and declare it in RunConfig")
+    for name in tables:
+        if not isinstance(getattr(cls(), name), SECTIONS[name].config):
+            raise TypeError(f"run-config table [{name}] is not a {SECTIONS[name].config.__name__}")
+
+
+_check_sections(RunConfig)
 
 
 def _lookup(obj: Any, dotted: str) -> Any:

@@ -1,6 +1,7 @@
 """Systems: an energy coupled with a temperature, a topology and metadata, read from TOML cards.
 
-A card is a TOML file in ``systems/`` (looked up by name) or anywhere (looked up by path)::
+A card is a TOML file looked up by name (in ``./systems/``, ``$MOLSAMPLE_SYSTEMS_PATH`` or the shipped
+``molsample/data/systems/``) or by path::
 
     name = "lj13"
     description = "Lennard-Jones 13-atom cluster, benchmark convention"
@@ -19,7 +20,6 @@ See docs/systems.md for every energy type and its keys.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
 import inspect
 import math
@@ -29,15 +29,15 @@ from typing import Any, Callable
 
 import torch
 
-from molsample.energies import Energy, GaussianEnergy, LennardJones, MultiDoubleWell, RingMixture
-from molsample.energies.openmm_card import CARD_KEYS as OPENMM_CARD_KEYS
+from molsample.energies import Energy
+from molsample.energies.registry import ENERGY_TYPES, check_keys, register_energy_type, take
 from molsample.errors import ConfigError, MissingFileError, UnknownSystemError
 from molsample.io.toml import read_toml
 from molsample.runtime.resources import cards_dir
 from molsample.systems import units
 
-#: Folder of the cards shipped with molsample (the repository's ``systems/``).
-PACKAGE_SYSTEMS_DIR = cards_dir()  # systems/ in a checkout, molsample/cards when installed
+#: Folder of the cards shipped with molsample (``molsample/data/systems``).
+PACKAGE_SYSTEMS_DIR = cards_dir()
 
 
 @dataclasses.dataclass
@@ -124,106 +124,13 @@ CARD_KEYS: dict[str, str] = {
 }
 
 
-def check_keys(table: dict, allowed: Any, where: str) -> None:
-    """Raise :class:`ConfigError` for the first key of ``table`` not in ``allowed``, naming the
-    closest allowed key (difflib) and the full list."""
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ConfigError(f"{where}: unknown key '{key}'; {hint}allowed keys: {', '.join(sorted(allowed))}")
-
-
-# --------------------------------------------------------------------------- energy factories
-
-EnergyFactory = Callable[[dict, Path], Energy]
-
-#: Energy types by ``[energy].type``: the factory ``(table, card_path) -> Energy``.
-ENERGY_TYPES: dict[str, EnergyFactory] = {}
-#: Keys each energy type's [energy] table may have (``type`` included).
-ENERGY_KEYS: dict[str, frozenset[str]] = {}
-
-
-def register_energy_type(name: str, keys: Any) -> Callable[[EnergyFactory], EnergyFactory]:
-    """Decorator: register ``factory(table, card_path) -> Energy`` as ``[energy] type = name`` whose
-    table may hold ``keys`` (``type`` is added); unknown keys are then errors naming the close match."""
-    def deco(factory: EnergyFactory) -> EnergyFactory:
-        if name in ENERGY_TYPES:
-            raise ValueError(f"energy type {name!r} is registered twice")
-        ENERGY_TYPES[name] = factory
-        ENERGY_KEYS[name] = frozenset({"type", *keys})
-        return factory
-    return deco
-
-
-def _take(table: dict, key: str, typ: type, where: str, default: Any = dataclasses.MISSING) -> Any:
-    if key not in table:
-        if default is dataclasses.MISSING:
-            raise ConfigError(f"{where}: missing key '{key}' in [energy]; add e.g. {key} = ...")
-        return default
-    value = table[key]
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise ConfigError(
-            f"{where}: [energy].{key} must be {typ.__name__}, got {value!r} ({type(value).__name__})"
-        )
-    return value
-
-
-@register_energy_type("lennard_jones", ("n_particles", "dim", "epsilon", "r_m", "pair_factor",
-                                       "oscillator_scale", "distance_floor"))
-def _lennard_jones(table: dict, card_path: Path) -> Energy:
-    w = str(card_path)
-    return LennardJones(
-        n_particles=_take(table, "n_particles", int, w),
-        dim=_take(table, "dim", int, w, 3),
-        epsilon=_take(table, "epsilon", float, w, 1.0),
-        r_m=_take(table, "r_m", float, w, 1.0),
-        pair_factor=_take(table, "pair_factor", float, w, 1.0),
-        oscillator_scale=_take(table, "oscillator_scale", float, w, 0.0),
-        distance_floor=_take(table, "distance_floor", float, w, 0.2),
-    )
-
-
-@register_energy_type("double_well", ("n_particles", "dim", "a", "b", "d0"))
-def _double_well(table: dict, card_path: Path) -> Energy:
-    w = str(card_path)
-    return MultiDoubleWell(
-        n_particles=_take(table, "n_particles", int, w, 4),
-        dim=_take(table, "dim", int, w, 2),
-        a=_take(table, "a", float, w, 0.9),
-        b=_take(table, "b", float, w, -4.0),
-        d0=_take(table, "d0", float, w, 4.0),
-    )
-
-
-@register_energy_type("ring2d", ("n_modes", "radius", "sigma"))
-def _ring2d(table: dict, card_path: Path) -> Energy:
-    w = str(card_path)
-    return RingMixture(
-        n_modes=_take(table, "n_modes", int, w, 8),
-        radius=_take(table, "radius", float, w, 4.0),
-        sigma=_take(table, "sigma", float, w, 0.15),
-    )
-
-
-@register_energy_type("gaussian", ("mean", "cov"))
-def _gaussian(table: dict, card_path: Path) -> Energy:
-    w = str(card_path)
-    return GaussianEnergy(_take(table, "mean", list, w), _take(table, "cov", list, w))
-
-
-@register_energy_type("openmm", OPENMM_CARD_KEYS)
-def _openmm(table: dict, card_path: Path) -> Energy:
-    from molsample.energies.openmm_card import energy_from_card
-
-    return energy_from_card(table, card_path)
+# --------------------------------------------------------------------------- plugin energies
+# The other energy types register beside their classes (molsample.energies.registry.ENERGY_TYPES).
 
 
 @register_energy_type("plugin", ("path", "params"))
 def _plugin(table: dict, card_path: Path) -> Energy:
-    spec = _take(table, "path", str, str(card_path))
+    spec = take(table, "path", str, str(card_path))
     params = table.get("params", {})
     if not isinstance(params, dict):
         raise ConfigError(f"{card_path}: [energy].params must be a table, got {params!r}")
@@ -291,7 +198,7 @@ def _check_plugin_params(cls: Any, params: dict, where: str) -> None:
 
 def search_dirs() -> list[Path]:
     """Folders searched for cards by name: ``$MOLSAMPLE_SYSTEMS_PATH`` (os.pathsep-separated),
-    ``./systems`` and the shipped ``systems/``."""
+    ``./systems`` and the shipped ``molsample/data/systems``."""
     dirs = [Path(p) for p in os.environ.get("MOLSAMPLE_SYSTEMS_PATH", "").split(os.pathsep) if p]
     dirs += [Path.cwd() / "systems", PACKAGE_SYSTEMS_DIR]
     seen: list[Path] = []
@@ -349,8 +256,9 @@ def system_from_card(card: dict, card_path: Path) -> System:
         raise ConfigError(
             f"{card_path}: [energy].type = {etype!r} is not known; use one of {', '.join(ENERGY_TYPES)}"
         )
-    check_keys(energy_table, ENERGY_KEYS[etype], f"{card_path} [energy] (type = \"{etype}\")")
-    energy = ENERGY_TYPES[etype](energy_table, card_path)
+    energy_type = ENERGY_TYPES[etype]
+    check_keys(energy_table, energy_type.keys, f"{card_path} [energy] (type = \"{etype}\")")
+    energy = energy_type.build(energy_table, card_path)
 
     temperature = card.get("temperature_K")
     if "kT" in card:
@@ -380,7 +288,7 @@ def system_from_card(card: dict, card_path: Path) -> System:
         )
 
     topology = getattr(energy, "topology", None)
-    if topology is None and etype in ("lennard_jones",) and energy.dim == 3:
+    if topology is None and energy_type.identical_atoms and energy.dim == 3:
         from molsample.molecules.topology import particle_topology
 
         topology = particle_topology(energy.n_particles, element=card.get("element", "Ar"))

@@ -8,7 +8,8 @@ its partner x1. The base is invariant under rotations and permutations, so this 
 goes with which x1, not the distribution of the x0 — as long as the data law is invariant too
 (then the aligned x0 have an invariant law with the base's law of shapes, which is the base).
 
-Couplings (:data:`COUPLINGS`):
+Couplings (:data:`COUPLINGS`, each a function registered with :func:`register_coupling` together
+with what it does to the particles and whether it keeps the tilt's fixed point):
 
 * ``"independent"``: the pairs as drawn.
 * ``"ot"``: the batch assignment minimizing Σ |x0_σ(j) − x1_j|² (plain Euclidean cost).
@@ -38,7 +39,9 @@ alanine dipeptide. A bond-graph (harmonic) base is rotation-invariant, so both s
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -47,19 +50,52 @@ from torch import Tensor
 from molsample.analysis.geometry import assign_particles, kabsch, principal_frames
 from molsample.errors import ConfigError, ShapeError
 
-__all__ = ["COUPLINGS", "BATCH_COSTS", "PERMUTING_COUPLINGS", "align_pairs", "couple", "ot_assignment",
-           "permutes_particles", "radial_cost", "transport_cost"]
+__all__ = ["COUPLINGS", "BATCH_COSTS", "Coupling", "PAIRWISE_COUPLINGS", "PERMUTING_COUPLINGS", "TILT_COUPLINGS",
+           "align_pairs", "couple", "ot_assignment", "permutes_particles", "radial_cost", "register_coupling",
+           "transport_cost"]
 
-#: coupling names accepted by :func:`couple` (and ``FlowMatchingConfig.coupling``)
-COUPLINGS = ("independent", "ot", "equivariant-ot", "aligned")
-#: batch costs of the ``"equivariant-ot"`` coupling
-BATCH_COSTS = ("radial", "aligned")
-#: couplings that permute the particles of the base samples when the particles are interchangeable
-#: (:func:`permutes_particles`); for molecules they rotate only
-PERMUTING_COUPLINGS = ("equivariant-ot", "aligned")
-#: couplings that act pair by pair (the others assign partners over the whole minibatch), so that a
-#: shard of a minibatch can be coupled on its own
-PAIRWISE_COUPLINGS = ("independent", "aligned")
+#: ``pair(x0, x1, batch_cost=, permute=) -> (x0', x1)``, both ``(B, n, d)``
+PairFn = Callable[..., "tuple[Tensor, Tensor]"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Coupling:
+    """A registered coupling.
+
+    Attributes:
+        name: the value of ``--coupling`` and ``FlowMatchingConfig.coupling``.
+        pair: ``pair(x0, x1, batch_cost=, permute=) -> (x0', x1)`` (called without gradients).
+        centred: needs configurations with zero centre of mass (it rotates about the centroid).
+        permutes: permutes the particles of x0 when they are interchangeable (:func:`permutes_particles`);
+            for molecules it rotates only.
+        pairwise: acts pair by pair (the others assign partners over the whole minibatch), so that a
+            shard of a minibatch can be coupled on its own.
+        keeps_tilt: tilting the coupling by a reward of x1 gives the same coupling of the tilted law,
+            so the tilt may pair its (x0, x1) so (the Tilt Matching fixed point, docs/couplings.md).
+    """
+
+    name: str
+    pair: PairFn
+    centred: bool = False
+    permutes: bool = False
+    pairwise: bool = False
+    keeps_tilt: bool = False
+
+
+#: Couplings by name, in registration order (see :func:`register_coupling`).
+COUPLINGS: dict[str, Coupling] = {}
+
+
+def register_coupling(name: str, *, centred: bool = False, permutes: bool = False, pairwise: bool = False,
+                      keeps_tilt: bool = False) -> Callable[[PairFn], PairFn]:
+    """Decorator: register ``pair(x0, x1, *, batch_cost, permute) -> (x0', x1)`` as coupling ``name``
+    with its capabilities (:class:`Coupling`); ``--coupling`` and the config checks read them."""
+    def deco(pair: PairFn) -> PairFn:
+        if name in COUPLINGS:
+            raise ValueError(f"coupling {name!r} is registered twice")
+        COUPLINGS[name] = Coupling(name, pair, centred, permutes, pairwise, keeps_tilt)
+        return pair
+    return deco
 
 
 def permutes_particles(spec: dict, base: object) -> bool:
@@ -169,6 +205,44 @@ def _aligned_batch_cost(x0: Tensor, x1: Tensor, permute: bool = True) -> Tensor:
     return cost.reshape(bsz, bsz)
 
 
+#: batch costs ``(x0, x1) -> (B, B)`` of the ``"equivariant-ot"`` coupling for identical particles
+BATCH_COSTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"radial": radial_cost, "aligned": _aligned_batch_cost}
+
+
+@register_coupling("independent", pairwise=True, keeps_tilt=True)
+def _independent(x0: Tensor, x1: Tensor, *, batch_cost: str, permute: bool) -> tuple[Tensor, Tensor]:
+    """The pairs as drawn."""
+    return x0, x1
+
+
+@register_coupling("ot")
+def _ot(x0: Tensor, x1: Tensor, *, batch_cost: str, permute: bool) -> tuple[Tensor, Tensor]:
+    """The batch assignment minimizing Σ |x0_σ(j) − x1_j|²."""
+    sigma = ot_assignment(torch.cdist(x0.flatten(1), x1.flatten(1)).pow(2))
+    return x0[sigma], x1
+
+
+@register_coupling("equivariant-ot", centred=True, permutes=True)
+def _equivariant_ot(x0: Tensor, x1: Tensor, *, batch_cost: str, permute: bool) -> tuple[Tensor, Tensor]:
+    """The batch assignment on a rotation- (and permutation-) invariant cost, then each pair aligned."""
+    cost = BATCH_COSTS[batch_cost](x0, x1) if permute else _aligned_batch_cost(x0, x1, permute=False)
+    return align_pairs(x0[ot_assignment(cost)], x1, permute=permute)[0], x1
+
+
+@register_coupling("aligned", centred=True, permutes=True, pairwise=True, keeps_tilt=True)
+def _aligned(x0: Tensor, x1: Tensor, *, batch_cost: str, permute: bool) -> tuple[Tensor, Tensor]:
+    """Independent pairs, each x0 aligned to its x1."""
+    return align_pairs(x0, x1, permute=permute)[0], x1
+
+
+#: couplings that permute the particles of the base samples when the particles are interchangeable
+PERMUTING_COUPLINGS = tuple(name for name, c in COUPLINGS.items() if c.permutes)
+#: couplings that act pair by pair, so that a shard of a minibatch can be coupled on its own
+PAIRWISE_COUPLINGS = tuple(name for name, c in COUPLINGS.items() if c.pairwise)
+#: couplings of the tilt's (x0, x1) pairs that keep the ITM fixed point (docs/couplings.md)
+TILT_COUPLINGS = tuple(name for name, c in COUPLINGS.items() if c.keeps_tilt)
+
+
 def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial",
            permute: bool = True) -> tuple[Tensor, Tensor]:
     """Pair a minibatch: returns ``(x0', x1)`` with x0' the base samples re-paired (and for the
@@ -192,22 +266,11 @@ def couple(kind: str, x0: Tensor, x1: Tensor, *, batch_cost: str = "radial",
     if batch_cost not in BATCH_COSTS:
         raise ConfigError(f"unknown batch_cost {batch_cost!r}; choose one of {', '.join(BATCH_COSTS)}")
     _check(x0, x1)
-    if kind == "independent":
-        return x0, x1
-    if kind != "ot":
+    coupling = COUPLINGS[kind]
+    if coupling.centred:
         for name, x in (("x0", x0), ("x1", x1)):
             if float(x.mean(1).abs().max()) > 1e-4 * (1.0 + float(x.abs().max())):
                 raise ConfigError(f"coupling {kind!r} needs centred configurations ({name} has a centre of mass "
                                   "off 0): use it with a CoM-free base (particle systems), or use 'ot'")
     with torch.no_grad():
-        if kind == "ot":
-            sigma = ot_assignment(torch.cdist(x0.flatten(1), x1.flatten(1)).pow(2))
-            return x0[sigma], x1
-        if kind == "equivariant-ot":
-            if not permute:
-                cost = _aligned_batch_cost(x0, x1, permute=False)
-            else:
-                cost = radial_cost(x0, x1) if batch_cost == "radial" else _aligned_batch_cost(x0, x1)
-            x0 = x0[ot_assignment(cost)]
-        aligned, _ = align_pairs(x0, x1, permute=permute)
-    return aligned, x1
+        return coupling.pair(x0, x1, batch_cost=batch_cost, permute=permute)

@@ -1,6 +1,7 @@
 """Rewards for Tilt Matching: r(x) such that tilting the a = 0 distribution by e^{r} gives the target.
 
-Three modes (docs/tilt-matching.md, "Reward modes for Boltzmann targets"):
+Three modes (docs/tilt-matching.md, "Reward modes for Boltzmann targets"), each a
+:class:`RewardMode` registered in :data:`REWARD_MODES` (``--mode`` and the config checks read it):
 
 * ``temperature``: the a = 0 distribution is the Boltzmann distribution at kT0 > kT (a flow
   pretrained on high-temperature samples); r(x) = −(1/kT − 1/kT0)·E(x). Every level a is the
@@ -32,15 +33,12 @@ from molsample.energies.toy2d import bump_reward, quadratic_reward
 from molsample.errors import ConfigError
 from molsample.systems.cards import System
 
-MODES = ("temperature", "prior", "reward")
-
-
 @dataclasses.dataclass
 class TiltReward:
     """A reward r(x) with the log-density of the distribution it tilts.
 
     Attributes:
-        mode: one of :data:`MODES`.
+        mode: one of :data:`REWARD_MODES`.
         system: the target system (its energy and kT define the final target).
         kT0: temperature of the a = 0 distribution (``temperature`` mode), energy unit.
         beta: reward scale (``reward`` mode).
@@ -78,25 +76,14 @@ class TiltReward:
 
     def from_energy(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """r(x) given already evaluated energies ``e``."""
-        kT = self.system.kT
-        e = self.regularized_energy(e)
-        if self.mode == "temperature":
-            return -(1.0 / kT - 1.0 / self.kT0) * e
-        if self.mode == "prior":
-            return -e / kT - self.base_log_prob(x)
-        return self.beta * self.fn(x)
+        return REWARD_MODES[self.mode].reward(self, x, self.regularized_energy(e))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.evaluate(x)[0]
 
     def log_ref_from_energy(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Unnormalized log-density of the a = 0 distribution this reward tilts."""
-        e = self.regularized_energy(e)
-        if self.mode == "temperature":
-            return -e / self.kT0
-        if self.mode == "prior":
-            return self.base_log_prob(x)
-        return -e / self.system.kT
+        return REWARD_MODES[self.mode].log_ref(self, x, self.regularized_energy(e))
 
     def log_target_from_energy(self, x: torch.Tensor, e: torch.Tensor, a: float = 1.0) -> torch.Tensor:
         """Unnormalized log-density of level ``a``: log ρ_ref(x) + a·r(x), ``(batch,)``."""
@@ -118,9 +105,94 @@ class TiltReward:
         """Unnormalized log-density of the true target with the true energy ``e``, ``(batch,)``:
         −E/kT, times e^{β f(x)} in reward mode. Final importance weights use this."""
         log_pi = -e / self.system.kT
-        if self.mode == "reward":
+        if REWARD_MODES[self.mode].tilts_target:
             log_pi = log_pi + self.beta * self.fn(x)
         return log_pi
+
+
+RewardFn = Callable[[TiltReward, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardMode:
+    """A registered reward mode.
+
+    Attributes:
+        name: the value of ``--mode`` and ``RunConfig.mode``.
+        reward: ``reward(tilt_reward, x, e) -> (batch,)``: r(x) from the (capped) energy ``e``.
+        log_ref: ``log_ref(tilt_reward, x, e) -> (batch,)``: the unnormalized log-density of the a = 0
+            distribution that r tilts.
+        build: ``build(system, kT0=, beta=, base_log_prob=, fn=, energy_cap=) -> TiltReward``, checking
+            what the mode needs.
+        tilts_target: the final target is exp(−E/kT)·e^{β f(x)} (not the Boltzmann distribution alone).
+    """
+
+    name: str
+    reward: RewardFn
+    log_ref: RewardFn
+    build: Callable[..., TiltReward]
+    tilts_target: bool = False
+
+
+#: Reward modes by name, in registration order.
+REWARD_MODES: dict[str, RewardMode] = {}
+
+
+def register_reward_mode(mode: RewardMode) -> RewardMode:
+    """Add ``mode`` to :data:`REWARD_MODES` (``--mode``, ``RunConfig.mode`` and :func:`make_reward` read it)."""
+    if mode.name in REWARD_MODES:
+        raise ValueError(f"reward mode {mode.name!r} is registered twice")
+    REWARD_MODES[mode.name] = mode
+    return mode
+
+
+def _build_temperature(system: System, *, kT0: float | None, energy_cap: float | None, **_: object) -> TiltReward:
+    if kT0 is None or kT0 <= system.kT:
+        raise ConfigError(
+            f"temperature mode needs kT0 > kT = {system.kT:g} {system.energy_unit}, got {kT0}; "
+            "raise temperature_factor (kT0 = factor·kT) above 1"
+        )
+    return TiltReward("temperature", system, kT0=float(kT0), energy_cap=energy_cap)
+
+
+def _build_prior(system: System, *, base_log_prob: Callable | None, energy_cap: float | None,
+                 **_: object) -> TiltReward:
+    if base_log_prob is None:
+        raise ConfigError("prior mode needs the base distribution's log_prob")
+    return TiltReward("prior", system, base_log_prob=base_log_prob, energy_cap=energy_cap)
+
+
+def _build_reward(system: System, *, beta: float | None, fn: Callable | None, energy_cap: float | None,
+                  **_: object) -> TiltReward:
+    card_fn, card_beta = (fn, 1.0) if fn is not None else reward_function_from_card(system)
+    return TiltReward("reward", system, beta=float(beta if beta is not None else card_beta), fn=card_fn,
+                      energy_cap=energy_cap)
+
+
+# temperature: from the Boltzmann distribution at kT0 > kT, r = −(1/kT − 1/kT0)·E
+register_reward_mode(RewardMode(
+    "temperature",
+    reward=lambda r, x, e: -(1.0 / r.system.kT - 1.0 / r.kT0) * e,
+    log_ref=lambda r, x, e: -e / r.kT0,
+    build=_build_temperature,
+))
+# prior: from the base distribution ρ0, r = −E/kT − log ρ0
+register_reward_mode(RewardMode(
+    "prior",
+    reward=lambda r, x, e: -e / r.system.kT - r.base_log_prob(x),
+    log_ref=lambda r, x, e: r.base_log_prob(x),
+    build=_build_prior,
+))
+# reward: from the Boltzmann distribution at kT, r = β·f(x)
+register_reward_mode(RewardMode(
+    "reward",
+    reward=lambda r, x, e: r.beta * r.fn(x),
+    log_ref=lambda r, x, e: -e / r.system.kT,
+    build=_build_reward,
+    tilts_target=True,
+))
+#: the reward modes' names (``--mode``)
+MODES = tuple(REWARD_MODES)
 
 
 def reward_function_from_card(system: System) -> tuple[Callable[[torch.Tensor], torch.Tensor], float]:
@@ -165,19 +237,7 @@ def make_reward(
         fn: a reward function overriding the card's (``reward`` mode).
         energy_cap: E_c of the soft energy cap of the reward (see the module docstring).
     """
-    if mode not in MODES:
-        raise ConfigError(f"unknown reward mode {mode!r}; use one of {', '.join(MODES)}")
-    if mode == "temperature":
-        if kT0 is None or kT0 <= system.kT:
-            raise ConfigError(
-                f"temperature mode needs kT0 > kT = {system.kT:g} {system.energy_unit}, got {kT0}; "
-                "raise temperature_factor (kT0 = factor·kT) above 1"
-            )
-        return TiltReward("temperature", system, kT0=float(kT0), energy_cap=energy_cap)
-    if mode == "prior":
-        if base_log_prob is None:
-            raise ConfigError("prior mode needs the base distribution's log_prob")
-        return TiltReward("prior", system, base_log_prob=base_log_prob, energy_cap=energy_cap)
-    card_fn, card_beta = (fn, 1.0) if fn is not None else reward_function_from_card(system)
-    return TiltReward("reward", system, beta=float(beta if beta is not None else card_beta), fn=card_fn,
-                      energy_cap=energy_cap)
+    if mode not in REWARD_MODES:
+        raise ConfigError(f"unknown reward mode {mode!r}; use one of {', '.join(REWARD_MODES)}")
+    return REWARD_MODES[mode].build(system, kT0=kT0, beta=beta, base_log_prob=base_log_prob, fn=fn,
+                                    energy_cap=energy_cap)

@@ -40,7 +40,7 @@ from molsample.flows.weights import ess
 from molsample.io.atomic import save_torch_atomic
 from molsample.runtime.distributed import World, collective, ddp
 from molsample.runtime.progress import progress_bar
-from molsample.training.coupling import couple, permutes_particles
+from molsample.training.coupling import TILT_COUPLINGS, couple, permutes_particles
 from molsample.training.losses import (CENTRINGS, LOSSES, center_reward, choose_step, get_loss, incremental_ess,
                                        tilt_loss)
 from molsample.training.rewards import TiltReward
@@ -116,9 +116,6 @@ HISTORY_KEYS = (
     "level", "a", "h", "mean_reward", "mean_energy", "loss", "update_norm",
     "ess_incremental", "ess", "n_nonfinite", "reward_evals", "cpu_s", "wall_s",
 )
-#: couplings of the tilt's (x0, x1) pairs that keep the ITM fixed point (docs/couplings.md): independent
-#: pairs, or independent pairs each aligned by rotation and permutation (for a field pretrained so)
-TILT_COUPLINGS = ("independent", "aligned")
 #: offset of the seed of the full-ESS probes' own generator (so that they never shift the training draws)
 FULL_ESS_SEED_OFFSET = 7919
 

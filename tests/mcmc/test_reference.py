@@ -156,14 +156,14 @@ def test_cache_key_depends_on_system_parameters(tmp_path):
 
 def test_setting_aliases(dw4):
     aldp = load_system("aldp")
-    r = ref._resolve_settings(aldp, "md", 10, {"burn_in": 7, "steps": 3})
+    r = ref.resolve_settings(aldp, "md", 10, {"burn_in": 7, "steps": 3})
     assert r["equilibration_steps"] == 7 and r["steps_per_frame"] == 3 and "burn_in" not in r
-    assert ref._resolve_settings(aldp, "md", 10, {"n_steps": 1000})["steps_per_frame"] == 100
-    r = ref._resolve_settings(dw4, "pt", 100, {"n_steps": 500, "chains": 10, "burn_in": None})
+    assert ref.resolve_settings(aldp, "md", 10, {"n_steps": 1000})["steps_per_frame"] == 100
+    r = ref.resolve_settings(dw4, "pt", 100, {"n_steps": 500, "chains": 10, "burn_in": None})
     assert r["thin"] == 50 and r["burn_in"] == 3000  # ceil(100/10) = 10 kept samples per chain
-    assert ref._resolve_settings(dw4, "mala", 100, {"steps": 4})["thin"] == 4
+    assert ref.resolve_settings(dw4, "mala", 100, {"steps": 4})["thin"] == 4
     with pytest.raises(ConfigError, match="conflict"):
-        ref._resolve_settings(dw4, "mala", 100, {"steps": 4, "thin": 5})
+        ref.resolve_settings(dw4, "mala", 100, {"steps": 4, "thin": 5})
 
 
 def test_reference_user_errors(dw4, gauss2d):
@@ -220,3 +220,17 @@ def test_lj13_mala_and_pt_agree():
                      p.diagnostics["energy_std"] / math.sqrt(p.diagnostics["n_effective"]))
     assert abs(m.diagnostics["energy_mean"] - p.diagnostics["energy_mean"]) < 4 * err
     assert m.diagnostics["energy_std"] == pytest.approx(p.diagnostics["energy_std"], rel=0.15)
+
+
+def test_a_cache_miss_returns_what_a_later_hit_returns(tmp_path):
+    """The cache keeps positions as float32: the run that generates them must get the same values as
+    every later run that reads them, or a run and its rerun differ in the 8th digit."""
+    from molsample.mcmc.reference import load_or_generate_reference
+    from molsample.systems.cards import load_system
+
+    system = load_system("dw4")
+    kw = dict(method="mala", seed=3, cache_dir=tmp_path, progress=False, n_steps=40, burn_in=10)
+    miss = load_or_generate_reference(system, 16, **kw)
+    hit = load_or_generate_reference(system, 16, **kw)
+    assert miss.diagnostics["cache"] == "miss" and hit.diagnostics["cache"] == "hit"
+    assert torch.equal(miss.samples, hit.samples) and torch.equal(miss.energies, hit.energies)

@@ -260,3 +260,50 @@ def test_tilting_the_aligned_coupling_keeps_the_base_law():
             assert kurt == pytest.approx(3.0, abs=0.1)
         else:
             assert var > 1.3
+
+
+def test_registry_capabilities_give_the_derived_lists():
+    from molsample.training.coupling import PAIRWISE_COUPLINGS, PERMUTING_COUPLINGS, TILT_COUPLINGS
+    from molsample.training.tilt import TILT_COUPLINGS as TRAINER_COUPLINGS
+
+    assert list(COUPLINGS) == ["independent", "ot", "equivariant-ot", "aligned"]
+    assert PAIRWISE_COUPLINGS == ("independent", "aligned") and PERMUTING_COUPLINGS == ("equivariant-ot", "aligned")
+    assert TILT_COUPLINGS == TRAINER_COUPLINGS == ("independent", "aligned")
+    assert set(TILT_COUPLINGS) <= set(PAIRWISE_COUPLINGS)  # the tilt couples each rank's shard on its own
+
+
+@pytest.mark.parametrize("kind", list(COUPLINGS))
+def test_pairwise_flag_is_what_the_coupling_does(kind):
+    """A pairwise coupling of a batch is the coupling of its halves; a batch assignment is not."""
+    gen = torch.Generator().manual_seed(5)
+    x0, x1 = _configs(16, 5, gen), _configs(16, 5, gen)
+    whole = couple(kind, x0, x1)[0]
+    halves = torch.cat([couple(kind, x0[:8], x1[:8])[0], couple(kind, x0[8:], x1[8:])[0]])
+    assert torch.allclose(whole, halves) == COUPLINGS[kind].pairwise
+
+
+@pytest.mark.parametrize("kind", list(COUPLINGS))
+def test_centred_flag_is_what_the_coupling_checks(kind):
+    gen = torch.Generator().manual_seed(6)
+    x0, x1 = _configs(4, 5, gen), _configs(4, 5, gen) + 1.0
+    if COUPLINGS[kind].centred:
+        with pytest.raises(ConfigError, match="needs centred configurations"):
+            couple(kind, x0, x1)
+    else:
+        couple(kind, x0, x1)
+
+
+def test_a_registered_coupling_is_accepted_by_couple():
+    from molsample.training.coupling import register_coupling
+
+    @register_coupling("test-reversed", pairwise=False)
+    def _reversed(x0, x1, *, batch_cost, permute):
+        return x0.flip(0), x1
+
+    try:
+        x0, x1 = torch.randn(3, 2, 2), torch.randn(3, 2, 2)
+        assert torch.equal(couple("test-reversed", x0, x1)[0], x0.flip(0))
+        with pytest.raises(ValueError, match="registered twice"):
+            register_coupling("test-reversed")(_reversed)
+    finally:
+        COUPLINGS.pop("test-reversed")
