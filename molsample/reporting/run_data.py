@@ -18,7 +18,8 @@ import numpy as np
 from molsample.errors import ConfigError, MissingFileError, MolsampleError
 from molsample.flows.diagnostics import WeightDiagnostics, weight_diagnostics
 from molsample.flows.weights import normalized_weights
-from molsample.io.hdf5 import RUN_FILE_NAME, RunFile, open_run, resolve_run_path
+from molsample.io.hdf5 import RunFile, open_run
+from molsample.io.run_paths import RUN_FILE_NAME, resolve_run_path
 from molsample.molecules.bonds import BondComparison, bond_index, compare_bonds
 
 #: Sample sets besides "samples" that the report draws when present: name → (label, role).

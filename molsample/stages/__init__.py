@@ -5,6 +5,7 @@ The ``molsample tilt`` job is :data:`molsample.stages.run.TILT_STAGES`.
 """
 
 from molsample.stages.context import RunContext, resolve_mode
-from molsample.stages.engine import Stage, StageTimings, run_stages
+from molsample.stages.engine import Stage, run_stages
+from molsample.stages.timings import StageTimings
 
 __all__ = ["RunContext", "Stage", "StageTimings", "resolve_mode", "run_stages"]

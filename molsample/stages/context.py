@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 from torch import nn
@@ -16,11 +16,38 @@ from molsample.runtime.distributed import World, init_world
 from molsample.runtime.progress import show_progress
 from molsample.stages.config import RunConfig
 from molsample.stages.guards import check_run_guards
+from molsample.stages.timings import StageTimings
 from molsample.systems.cards import System, load_system
 
-Echo = Callable[[str], None]
+if TYPE_CHECKING:  # the stage outputs' types; imported at run time, they would load the trainer, SMC and sampler
+    from molsample.flows.sampler import WeightedSamples
+    from molsample.flows.smc import SMCResult
+    from molsample.training.rewards import TiltReward
+    from molsample.training.tilt import TiltMatching
 
-__all__ = ["Echo", "RunContext", "check_internal_coordinates", "resolve_mode"]
+Echo = Callable[[str], None]
+#: An exact sampler of the a = 0 distribution: ``sample(n, generator) -> (n, n_particles, dim)``.
+ExactSampler = Callable[[int, torch.Generator | None], torch.Tensor]
+#: What reused stage outputs cost when they were made (JSON-able: numbers, names, None where unknown).
+Cost = dict[str, str | float | None]
+
+__all__ = ["BaseDistribution", "Cost", "Echo", "ExactSampler", "RunContext", "check_internal_coordinates",
+           "resolve_mode"]
+
+
+class BaseDistribution(Protocol):
+    """The flow's distribution at t = 0 (:mod:`molsample.flows.distributions`,
+    :class:`~molsample.flows.internal_base.InternalBase`)."""
+
+    @property
+    def event_shape(self) -> tuple[int, int]: ...
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+               device: torch.device | str | None = None) -> torch.Tensor:
+        """``n`` samples ``(n, *event_shape)``."""
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-density ``(batch,)`` of ``x: (batch, *event_shape)``."""
 
 
 def resolve_mode(cfg: RunConfig, system: System) -> str:
@@ -43,7 +70,17 @@ class RunContext:
         command: the command line that started the run (stored with the model).
         transform: the flow's coordinates → Cartesian positions (identity for Cartesian flows; the
             internal-coordinate transform is fitted to the base data by the coordinates stage).
-        data, field, reward, trainer, history, samples, reference, extra: stage outputs.
+
+    Stage outputs (None until the stage that makes them has run):
+        data: the a = 0 training data ``(n, n_particles, dim)``, or the system's exact sampler (base_data).
+        base_data_cost, pretrain_cost: what the base data and the pretrained field cost when they were
+            made, also when reused from a file (base_data, pretrain; root attributes of the run file).
+        field: the velocity net (pretrain, tilt, start); reward: the run's tilt reward and energy counter
+            (tilt, start); trainer, history, levels: the annealing loop, its per-level history and levels (tilt).
+        samples: the final weighted samples after the chirality fix; n_nonfinite: those with a non-finite
+            energy or log q before it; chirality: its run-file attributes (final).
+        refine: the SMC result (refine); reference_x: the reference samples ``(n, n_particles, dim)``
+            (reference); timings: CPU and wall seconds per stage over every invocation (the engine).
     """
 
     cfg: RunConfig
@@ -52,7 +89,7 @@ class RunContext:
     mode: str
     device: torch.device
     dtype: torch.dtype
-    base: Any
+    base: BaseDistribution
     kT0: float
     progress: bool = True
     resume: bool = False
@@ -60,16 +97,20 @@ class RunContext:
     command: str = ""
     world: World = dataclasses.field(default_factory=World)
     transform: Transform | None = None
-    data: Any = None
+    data: torch.Tensor | ExactSampler | None = None
+    base_data_cost: Cost | None = None
+    pretrain_cost: Cost | None = None
     field: nn.Module | None = None
-    reward: Any = None
-    trainer: Any = None
+    reward: TiltReward | None = None
+    trainer: TiltMatching | None = None
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     levels: int = 0
-    samples: Any = None
+    samples: WeightedSamples | None = None
     n_nonfinite: int = 0
-    attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    chirality: dict[str, float] = dataclasses.field(default_factory=dict)
+    refine: SMCResult | None = None
+    reference_x: torch.Tensor | None = None
+    timings: StageTimings | None = None
 
     def set_mode(self, mode: str) -> None:
         """Switch the reward mode (e.g. to a start model's) and recompute kT0."""

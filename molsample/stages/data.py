@@ -10,7 +10,7 @@ import torch
 from molsample.flows.weights import resample
 from molsample.io.cache import digest, load_cached, save_cached
 from molsample.runtime.distributed import World
-from molsample.stages.context import RunContext
+from molsample.stages.context import Cost, RunContext
 from molsample.systems.cards import System
 from molsample.training.rewards import TiltReward
 
@@ -68,7 +68,7 @@ def _make_base_data(ctx: RunContext, cache, key: str, world: World) -> None:
     if blob is not None:
         ctx.echo(f"base data: reusing {len(blob['x'])} cached samples ({cache})")
         ctx.data = blob["x"]
-        ctx.extra["base_data_cost"] = blob.get("cost")
+        ctx.base_data_cost = blob.get("cost")
         return
     if ctx.mode == "prior":
         x = ctx.base.sample(cfg.data.n, generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
@@ -83,14 +83,14 @@ def _make_base_data(ctx: RunContext, cache, key: str, world: World) -> None:
         save_cached(cache, key, {"x": x, "cost": cost})
     ctx.echo(f"base data: {len(x)} samples ({info})")
     ctx.data = x
-    ctx.extra["base_data_cost"] = cost
+    ctx.base_data_cost = cost
 
 
 #: what :func:`base_data_cost` keeps of a reference run's diagnostics
 BASE_DATA_COST_KEYS = ("method", "n", "n_energy_evals", "cpu_time_s", "wall_time_s", "tau_int", "n_effective")
 
 
-def base_data_cost(diagnostics: dict, kT0: float) -> dict:
+def base_data_cost(diagnostics: dict, kT0: float) -> Cost:
     """What the base data cost when they were made: method, samples, energy evaluations, CPU and
     wall seconds, τ_int and effective samples (``None`` where the sampler does not say), and kT0.
 

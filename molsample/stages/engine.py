@@ -3,22 +3,20 @@
 A stage is a name and a function of the :class:`~molsample.stages.context.RunContext`; it caches
 or checkpoints its own output in the run folder (:mod:`molsample.io.cache`). The loop measures
 every stage's CPU time (``time.process_time``: user + system of this process) and wall time and
-keeps the totals in ``<run>/timings.json``, which a resumed run (``--resume``) adds to, so the
-numbers count every invocation.
+keeps the totals (:class:`~molsample.stages.timings.StageTimings`) in ``<run>/timings.json``, which
+a resumed run (``--resume``) adds to, so the numbers count every invocation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from pathlib import Path
 from typing import Callable
 
-from molsample.io.atomic import write_text_atomic
 from molsample.stages.context import RunContext
+from molsample.stages.timings import StageTimings
 
-__all__ = ["Stage", "StageTimings", "run_stages"]
+__all__ = ["Stage", "run_stages"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,43 +32,6 @@ class Stage:
     main_only: bool = False
 
 
-@dataclasses.dataclass
-class StageTimings:
-    """CPU and wall seconds per stage name, summed over invocations; stored as JSON."""
-
-    cpu_s: dict[str, float] = dataclasses.field(default_factory=dict)
-    wall_s: dict[str, float] = dataclasses.field(default_factory=dict)
-    invocations: int = 0
-
-    FILE = "timings.json"
-
-    @classmethod
-    def load(cls, run_dir: Path) -> "StageTimings":
-        """The totals stored in ``run_dir`` (empty when there are none or the file is unreadable)."""
-        path = Path(run_dir) / cls.FILE
-        try:
-            blob = json.loads(path.read_text())
-            return cls({k: float(v) for k, v in blob["cpu_s"].items()},
-                       {k: float(v) for k, v in blob["wall_s"].items()}, int(blob.get("invocations", 0)))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return cls()
-
-    def add(self, name: str, cpu: float, wall: float) -> None:
-        self.cpu_s[name] = self.cpu_s.get(name, 0.0) + cpu
-        self.wall_s[name] = self.wall_s.get(name, 0.0) + wall
-
-    def save(self, run_dir: Path) -> None:
-        write_text_atomic(Path(run_dir) / self.FILE, json.dumps(dataclasses.asdict(self), indent=1) + "\n")
-
-    @property
-    def total_cpu_s(self) -> float:
-        return sum(self.cpu_s.values())
-
-    @property
-    def total_wall_s(self) -> float:
-        return sum(self.wall_s.values())
-
-
 def run_stages(stages: list[Stage], ctx: RunContext) -> StageTimings:
     """Run ``stages`` in order on ``ctx``, timing each (also when one raises or is interrupted).
 
@@ -80,7 +41,7 @@ def run_stages(stages: list[Stage], ctx: RunContext) -> StageTimings:
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     timings = StageTimings.load(ctx.run_dir) if ctx.resume else StageTimings()
     timings.invocations += 1
-    ctx.extra["timings"] = timings
+    ctx.timings = timings
     for stage in stages:
         if stage.skip(ctx) or (stage.main_only and not ctx.world.is_main):
             continue

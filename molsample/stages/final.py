@@ -1,10 +1,16 @@
 """The final-samples stage: weighted samples through the :class:`FlowSampler`, the chirality fix,
-the run file ``samples.h5``."""
+the run file ``samples.h5``.
+
+One recipe serves the tilt job's final stage and ``molsample sample``: :func:`final_sampler` (the
+``[final]`` solver), :func:`draw_final` (draw, then the chirality fix) and :func:`write_final_set` (the
+main sample set); :func:`append_final_samples` appends batch by batch to an existing run file.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,19 +21,80 @@ from molsample.flows.sampler import FlowSampler, WeightedSamples
 from molsample.flows.transform import CartesianTransform, Transform
 from molsample.flows.weights import summarize
 from molsample.io.hdf5 import RunFile
-from molsample.runtime.distributed import World
+from molsample.runtime.progress import progress_bar
 from molsample.stages.context import Echo, RunContext
 from molsample.systems.cards import System
 
-__all__ = ["final_sampler", "final_stage", "fix_chirality", "is_chiral", "transform_layout", "write_samples"]
+__all__ = ["FinalDraw", "append_final_samples", "draw_final", "final_sampler", "final_stage", "fix_chirality",
+           "is_chiral", "transform_layout", "write_final_set"]
 
 
-def final_sampler(field: nn.Module, base, reward, fin, *, dtype: torch.dtype, device,
-                  world: World | None = None, transform: Transform | None = None) -> FlowSampler:
-    """The :class:`FlowSampler` of the ``[final]`` settings ``fin`` (sharded over ``world``)."""
-    return Flow(field, base, transform or CartesianTransform(base.event_shape), method=fin.ode_method,
-                steps=fin.ode_steps, divergence=fin.divergence).sampler(reward, dtype=dtype, device=device,
-                                                                        world=world)
+@dataclasses.dataclass(frozen=True)
+class FinalDraw:
+    """Weighted samples drawn by the final stage's recipe (:func:`draw_final`).
+
+    Attributes:
+        samples: the samples after the chirality fix on rank 0 (the plain draw on the other ranks).
+        n_nonfinite: samples with a non-finite energy or log q, counted before the fix.
+        chirality: the fix's run-file attributes (fractions before it; empty without stereocentres).
+    """
+
+    samples: WeightedSamples
+    n_nonfinite: int
+    chirality: dict[str, float]
+
+
+def final_sampler(ctx: RunContext) -> FlowSampler:
+    """The :class:`FlowSampler` of the run's ``[final]`` settings: ``ctx.field`` from ``ctx.base``
+    through ``ctx.transform``, weighted against ``ctx.reward``, sharded over ``ctx.world``."""
+    fin = ctx.cfg.final
+    transform = ctx.transform or CartesianTransform(ctx.base.event_shape)
+    return Flow(ctx.field, ctx.base, transform, method=fin.ode_method, steps=fin.ode_steps,
+                divergence=fin.divergence).sampler(ctx.reward, dtype=ctx.dtype, device=ctx.device, world=ctx.world)
+
+
+def draw_final(ctx: RunContext, sampler: FlowSampler, n: int, *, batch_size: int,
+               generator: torch.Generator | None, checkpoint: Path | None = None,
+               progress: bool = False) -> FinalDraw:
+    """``n`` weighted samples from ``sampler`` in batches of ``batch_size`` (resumable per batch with
+    ``checkpoint``), with the chirality fix of ``[final] reflect_chirality`` on rank 0.
+
+    Every rank draws its share of every batch; the other ranks get the plain draw.
+    """
+    ws = sampler.sample(n, batch_size=batch_size, generator=generator, checkpoint=checkpoint, progress=progress)
+    if not ctx.world.is_main:
+        return FinalDraw(ws, ws.summary.n_nonfinite, {})
+    if ctx.cfg.final.divergence == "hutchinson":
+        ctx.echo("warning: log-weights use the Hutchinson divergence estimator; ESS and log Z are biased")
+    fixed, attrs = fix_chirality(ws, ctx.system, ctx.field, reflect=ctx.cfg.final.reflect_chirality, echo=ctx.echo)
+    return FinalDraw(fixed, ws.summary.n_nonfinite, attrs)
+
+
+def write_final_set(rf: RunFile, ctx: RunContext, ws: WeightedSamples, *, append: bool = False) -> None:
+    """Write (or append) ``ws`` as the run file's main sample set, in the system's units, with its
+    topology and, for a flow in internal coordinates, ``ws.z`` described by the transform's layout."""
+    system = ctx.system
+    rf.write_set("samples", ws, energy_unit=system.energy_unit, length_unit=system.length_unit, kT=system.kT,
+                 topology=system.topology, layout=transform_layout(ctx.transform) or "", append=append)
+
+
+def append_final_samples(ctx: RunContext, rf: RunFile | None, n: int, *, batch_size: int,
+                         generator: torch.Generator | None) -> torch.Tensor:
+    """Draw ``n`` samples by :func:`draw_final`, ``batch_size`` at a time, and append each batch to the
+    main set of ``rf`` as it is drawn (rank 0; ``None`` on the other ranks, which draw their shares).
+
+    The generator advances as in one call of ``n``, so the samples are those of that call. Returns
+    the new samples' log-weights ``(n,)`` after the chirality fix (empty on ranks > 0).
+    """
+    sampler = final_sampler(ctx)
+    logw: list[torch.Tensor] = []
+    for start in progress_bar(range(0, n, batch_size), desc="new samples", enabled=ctx.progress,
+                              total=-(-n // batch_size)):
+        draw = draw_final(ctx, sampler, min(batch_size, n - start), batch_size=batch_size, generator=generator)
+        if rf is not None:
+            write_final_set(rf, ctx, draw.samples, append=True)
+            logw.append(draw.samples.logw)
+    return torch.cat(logw) if logw else torch.empty(0, dtype=torch.float64)
 
 
 def final_stage(ctx: RunContext) -> None:
@@ -36,31 +103,31 @@ def final_stage(ctx: RunContext) -> None:
     In a distributed run the ranks share every batch and rank 0 alone continues (chirality, the
     run file with ``world_size`` and ``backend``).
     """
-    cfg, fin, system = ctx.cfg, ctx.cfg.final, ctx.system
-    g = torch.Generator().manual_seed(cfg.seed + 1)
-    sampler = final_sampler(ctx.field, ctx.base, ctx.reward, fin, dtype=ctx.dtype, device=ctx.device, world=ctx.world,
-                            transform=ctx.transform)
-    ws = sampler.sample(fin.n_samples, batch_size=fin.batch_size, generator=g, progress=ctx.progress,
-                        checkpoint=ctx.run_dir / "checkpoints" / "final.pt")
+    fin = ctx.cfg.final
+    draw = draw_final(ctx, final_sampler(ctx), fin.n_samples, batch_size=fin.batch_size,
+                      generator=torch.Generator().manual_seed(ctx.cfg.seed + 1),
+                      checkpoint=ctx.run_dir / "checkpoints" / "final.pt", progress=ctx.progress)
     if not ctx.world.is_main:
         return
-    if fin.divergence == "hutchinson":
-        ctx.echo("warning: log-weights use the Hutchinson divergence estimator; ESS and log Z are biased")
-    ctx.n_nonfinite = ws.summary.n_nonfinite  # before the chirality fix gives mirror images weight 0
-    ws, chiral_attrs = fix_chirality(ws, system, ctx.field, reflect=fin.reflect_chirality, echo=ctx.echo)
-    ctx.samples, ctx.attrs = ws, dict(chiral_attrs)
+    ctx.samples, ctx.n_nonfinite, ctx.chirality = draw.samples, draw.n_nonfinite, dict(draw.chirality)
     with RunFile(ctx.run_dir / "samples.h5", "w") as rf:
-        write_samples(rf, system, ws, layout=transform_layout(ctx.transform))
-        rf.write_history({k: np.asarray(v, dtype=np.float64) for k, v in ctx.history.items()})
-        rf.write_config(cfg.to_dict())
-        rf.set_attrs(kind="tilt", system=system.name, method=cfg.tilt.method, mode=ctx.mode, seed=cfg.seed,
-                     kT=system.kT, energy_unit=system.energy_unit, divergence=fin.divergence,
-                     energy_evals=ctx.reward.n_energy_evals,
-                     ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se,
-                     world_size=ctx.world.world_size, backend=ctx.world.backend, **chiral_attrs)
-        for key in ("base_data_cost", "pretrain_cost"):  # what reused stage outputs cost when they were made
-            if ctx.extra.get(key):
-                rf.set_attrs(**{key: json.dumps(ctx.extra[key])})
+        write_final_set(rf, ctx, draw.samples)
+        _write_run_record(rf, ctx)
+
+
+def _write_run_record(rf: RunFile, ctx: RunContext) -> None:
+    """The tilt run's history, config and root attributes beside its final samples."""
+    cfg, system, ws = ctx.cfg, ctx.system, ctx.samples
+    rf.write_history({k: np.asarray(v, dtype=np.float64) for k, v in ctx.history.items()})
+    rf.write_config(cfg.to_dict())
+    rf.set_attrs(kind="tilt", system=system.name, method=cfg.tilt.method, mode=ctx.mode, seed=cfg.seed,
+                 kT=system.kT, energy_unit=system.energy_unit, divergence=cfg.final.divergence,
+                 energy_evals=ctx.reward.n_energy_evals,
+                 ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se,
+                 world_size=ctx.world.world_size, backend=ctx.world.backend, **ctx.chirality)
+    for key, cost in (("base_data_cost", ctx.base_data_cost), ("pretrain_cost", ctx.pretrain_cost)):
+        if cost:  # what reused stage outputs cost when they were made
+            rf.set_attrs(**{key: json.dumps(cost)})
 
 
 def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, reflect: bool,
@@ -119,6 +186,7 @@ def fix_chirality(ws: WeightedSamples, system: System, field: nn.Module, *, refl
 
 
 def transform_layout(transform: Transform | None) -> str | None:
+    """The column layout of a non-Cartesian flow's coordinates (None for a Cartesian flow)."""
     describe = getattr(transform, "describe", None)
     return describe() if describe is not None else None
 
@@ -130,13 +198,3 @@ def is_chiral(field: nn.Module) -> bool:
     from molsample.nets import capabilities
 
     return not capabilities(field).reflection_invariant
-
-
-def write_samples(rf, system: System, ws: WeightedSamples, *, append: bool = False, layout: str | None = None) -> None:
-    """Write :class:`WeightedSamples` as the run file's main sample set (and ``ws.z``, described by
-    ``layout``, when the flow is not Cartesian)."""
-    rf.write_samples(ws.x.double().cpu(), logw=ws.logw.cpu(), logq=ws.logq.cpu(), energy=ws.energy.cpu(),
-                     energy_unit=system.energy_unit, length_unit=system.length_unit,
-                     topology=system.topology, kT=system.kT, append=append)
-    if ws.z is not None:  # a flow in internal coordinates: its own coordinates beside the positions
-        rf.write_internal_coordinates(ws.z.cpu(), layout=layout or "", append=append)

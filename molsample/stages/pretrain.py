@@ -92,4 +92,4 @@ def pretrain_stage(ctx: RunContext) -> None:
         last = hist["loss"][-1] if hist.get("loss") else float("nan")
         ctx.echo(f"pretraining: {fm.steps} steps, final loss {last:.4g}")
     ctx.field = field
-    ctx.extra["pretrain_cost"] = {"steps": fm.steps, "cpu_time_s": train_cpu_s}  # a reused file keeps its number
+    ctx.pretrain_cost = {"steps": fm.steps, "cpu_time_s": train_cpu_s}  # a reused file keeps its number

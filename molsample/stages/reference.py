@@ -21,5 +21,5 @@ def reference_stage(ctx: RunContext) -> None:
     with RunFile(ctx.run_dir / "samples.h5", "a") as rf:
         rf.write_samples(x_ref, energy=e_ref, energy_unit=system.energy_unit, length_unit=system.length_unit,
                          topology=system.topology, kT=system.kT, name="reference")
-    ctx.extra["reference_x"] = x_ref
+    ctx.reference_x = x_ref
     ctx.echo(f"reference: {len(x_ref)} {info}")

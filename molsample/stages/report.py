@@ -6,7 +6,7 @@ import json
 
 from molsample.io.hdf5 import RunFile
 from molsample.stages.context import RunContext
-from molsample.stages.engine import StageTimings
+from molsample.stages.timings import StageTimings
 
 __all__ = ["record_timings", "report_stage", "timing_attrs", "wants_report"]
 
@@ -19,7 +19,7 @@ def record_timings(ctx: RunContext) -> None:
     """Write the stage timings so far (all invocations of a resumed run) to the run file's root
     attributes: ``stage_cpu_s`` and ``stage_wall_s`` (JSON: stage → seconds), ``cpu_time_s`` and
     ``wall_time_s`` (their sums)."""
-    t = ctx.extra.get("timings")
+    t = ctx.timings
     path = ctx.run_dir / "samples.h5"
     if t is None or not path.is_file():
         return

@@ -21,6 +21,7 @@ With ``[start] model`` the first three stages are replaced by loading that (tilt
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -32,8 +33,8 @@ from molsample.stages.config import RunConfig
 from molsample.stages.context import Echo, RunContext
 from molsample.stages.coordinates import coordinates_stage, uses_internal_coordinates
 from molsample.stages.data import base_data_stage
-from molsample.stages.engine import Stage, StageTimings, run_stages
-from molsample.stages.final import transform_layout, final_sampler, final_stage, fix_chirality, write_samples
+from molsample.stages.engine import Stage, run_stages
+from molsample.stages.final import append_final_samples, final_stage
 from molsample.stages.pretrain import pretrain_stage
 from molsample.stages.reference import reference_stage, wants_reference
 from molsample.stages.refine import refine_stage
@@ -41,6 +42,7 @@ from molsample.stages.report import record_timings, report_stage, timing_attrs, 
 from molsample.stages.start import start_from_model, starts_from_model
 from molsample.stages.summary import RunSummary, summarize_run
 from molsample.stages.tilt import tilt_stage
+from molsample.stages.timings import StageTimings
 
 __all__ = ["MAX_NEW_SAMPLES", "TILT_STAGES", "run_tilt", "sample_more"]
 
@@ -91,27 +93,21 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
                 ode_steps: int | None = None) -> list[str]:
     """Draw ``n`` more weighted samples from a finished run and append them to its run file.
 
-    The samples come from the same :class:`~molsample.flows.sampler.FlowSampler` as the
-    run's final stage, with its solver unless ``ode_method`` / ``ode_steps`` replace it. The ESS
-    and log Z in the file's attributes are recomputed over all samples. Returns the summary lines. Started by ``torchrun``, the ranks share every batch and
-    rank 0 writes and returns the lines (the others return an empty list).
+    The samples come from the run's final stage's recipe (:func:`~molsample.stages.final.append_final_samples`:
+    the same :class:`~molsample.flows.sampler.FlowSampler`, with its solver unless ``ode_method`` /
+    ``ode_steps`` replace it, and the chirality fix), appended batch by batch in one atomic write. The
+    ESS and log Z in the file's attributes are recomputed over all samples. Returns the summary lines.
+    Started by ``torchrun``, the ranks share every batch and rank 0 writes and returns the lines (the
+    others return an empty list).
     """
-    from molsample.errors import ConfigError
     from molsample.flows.diagnostics import weight_diagnostics
-    from molsample.flows.flow import load_flow
     from molsample.flows.weights import summarize
     from molsample.io.atomic import check_writable
-    from molsample.io.hdf5 import RunFile, resolve_run_path
-    from molsample.io.run_paths import run_model_path
-    from molsample.runtime.progress import show_progress
+    from molsample.io.hdf5 import RunFile
+    from molsample.io.run_paths import resolve_run_path, run_model_path
     from molsample.stages.config import config_from_dict
-    from molsample.stages.tilt import make_run_reward
 
-    if n < 1:
-        raise ConfigError(f"--n {n}: the number of new samples must be >= 1")
-    if n > MAX_NEW_SAMPLES:
-        raise ConfigError(f"--n-samples {n} is above the limit of {MAX_NEW_SAMPLES:,} per call; "
-                          f"ask for at most {MAX_NEW_SAMPLES:,} and run `molsample sample` again to append more")
+    _check_new_samples(n)
     path = resolve_run_path(run)
     model = run_model_path(path)  # a missing model.pt fails with the way to get it back, before any work
     check_writable(path.parent)  # the samples are appended to the run file: fail now, not after drawing them
@@ -121,39 +117,55 @@ def sample_more(run: Path, n: int, *, seed: int | None = None, batch_size: int |
     cfg.device = device
     cfg.final.ode_method = ode_method or cfg.final.ode_method
     cfg.final.ode_steps = int(ode_steps or cfg.final.ode_steps)
-    ctx = RunContext.create(cfg, path.parent, progress=progress, echo=lambda _: None)
-    flow, meta = load_flow(model, ctx.system, device=ctx.device, base_table=cfg.base.table())
-    ctx.set_mode(meta.get("mode") or ctx.mode)
-    ctx.base, ctx.transform = flow.base, flow.transform
-    reward = make_run_reward(ctx)
-    field = flow.field.to(ctx.dtype)  # the run's dtype, as in its final stage (load_model builds float32 nets)
+    ctx = _model_context(cfg, path, model, progress)
     g = torch.Generator().manual_seed(seed if seed is not None else cfg.seed + 1000 + n_old)
-    sampler = final_sampler(field, ctx.base, reward, cfg.final, dtype=ctx.dtype, device=ctx.device, world=ctx.world,
-                            transform=ctx.transform)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    ws = sampler.sample(n, batch_size=batch_size or cfg.final.batch_size, generator=g,
-                        progress=show_progress(progress) and ctx.world.is_main)
-    cpu = ctx.world.sum(time.process_time() - cpu0)  # every rank's share
-    if not ctx.world.is_main:
-        return []
-    ws = fix_chirality(ws, ctx.system, field, reflect=cfg.final.reflect_chirality, echo=lambda _: None)[0]
-    with RunFile(path, "a") as rf:
-        write_samples(rf, ctx.system, ws, append=True, layout=transform_layout(ctx.transform))
+    with RunFile(path, "a") if ctx.world.is_main else contextlib.nullcontext() as rf:
+        logw_new = append_final_samples(ctx, rf, n, batch_size=batch_size or cfg.final.batch_size, generator=g)
+        cpu = ctx.world.sum(time.process_time() - cpu0)  # every rank's share
+        if rf is None:
+            return []
         logw_all = torch.as_tensor(rf.read_samples()["logw"])
         total = summarize(logw_all)
         # the appended samples' evaluations and CPU join the run's final stage, so the cost
         # figures of the report (molsample.reporting.cost) stay those of all the samples
-        evals = int(rf.attrs.get("energy_evals", 0)) + reward.n_energy_evals
+        evals = int(rf.attrs.get("energy_evals", 0)) + ctx.reward.n_energy_evals
         rf.set_attrs(ess=total.ess, log_z=total.log_z, log_z_se=total.log_z_se, energy_evals=evals)
         if path.name == "samples.h5":  # the run folder's own file: its timings.json is this file's
             timings = StageTimings.load(path.parent)
             timings.add("final", cpu, time.perf_counter() - wall0)
             timings.save(path.parent)
             rf.set_attrs(**timing_attrs(timings))
-        diag = weight_diagnostics(logw_all)
+    new, diag = summarize(logw_new), weight_diagnostics(logw_all)
     return [
         f"appended      {n} samples to {path} ({n_old + n} in total; solver {cfg.final.ode_method} × "
         f"{cfg.final.ode_steps})",
-        f"new samples   ESS {ws.summary.ess:.4f}, {ws.summary.n_nonfinite} non-finite",
+        f"new samples   ESS {new.ess:.4f}, {new.n_nonfinite} non-finite",
         f"all samples   ESS {total.ess:.4f}, log Z {diag.log_z_text()}",
     ] + [f"warning: {w}" for w in diag.warnings()]
+
+
+def _check_new_samples(n: int) -> None:
+    """Refuse a count of new samples outside 1 … :data:`MAX_NEW_SAMPLES`, before any work."""
+    from molsample.errors import ConfigError
+
+    if n < 1:
+        raise ConfigError(f"--n {n}: the number of new samples must be >= 1")
+    if n > MAX_NEW_SAMPLES:
+        raise ConfigError(f"--n-samples {n} is above the limit of {MAX_NEW_SAMPLES:,} per call; "
+                          f"ask for at most {MAX_NEW_SAMPLES:,} and run `molsample sample` again to append more")
+
+
+def _model_context(cfg: RunConfig, path: Path, model: Path, progress: bool) -> RunContext:
+    """The context of a finished run for more final samples: its tilted field (in the run's dtype, as
+    in its final stage; load_model builds float32 nets), base, transform, mode and reward. Prints nothing."""
+    from molsample.flows.flow import load_flow
+    from molsample.stages.tilt import make_run_reward
+
+    ctx = RunContext.create(cfg, path.parent, progress=progress, echo=lambda _: None)
+    flow, meta = load_flow(model, ctx.system, device=ctx.device, base_table=cfg.base.table())
+    ctx.set_mode(meta.get("mode") or ctx.mode)
+    ctx.base, ctx.transform = flow.base, flow.transform
+    ctx.field = flow.field.to(ctx.dtype)
+    ctx.reward = make_run_reward(ctx)
+    return ctx

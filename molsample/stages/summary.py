@@ -73,7 +73,7 @@ def _reward_rows(ctx: RunContext) -> list[tuple[str, str]]:
     with torch.no_grad():
         r = reward.fn(x)
     rows = [("mean reward", f"{float(r[torch.isfinite(r)].mean()):.4f} (flow samples, unweighted)")]
-    ref = ctx.extra.get("reference_x")
+    ref = ctx.reference_x
     if ref is not None:
         from molsample.analysis.metrics import sliced_wasserstein
 
@@ -88,16 +88,16 @@ def summarize_run(ctx: RunContext) -> RunSummary:
     w = torch.softmax(ws.logw, 0)
     finite = torch.isfinite(ws.energy)
     mean_e = float((w[finite] * ws.energy[finite]).sum()) if finite.any() else math.nan
-    t = ctx.extra.get("timings")
+    t = ctx.timings
     diag = weight_diagnostics(ws.logw)
     return RunSummary(
         run_dir=ctx.run_dir, system=ctx.system.name, mode=ctx.mode,
         method=f"reused {ctx.cfg.start.model}" if ctx.cfg.start.model else ctx.cfg.tilt.method,
         n_samples=len(ws.logw), ess=ws.summary.ess, log_z=ws.summary.log_z, log_z_se=ws.summary.log_z_se,
         mean_energy=mean_e, energy_unit=ctx.system.energy_unit, n_nonfinite=ctx.n_nonfinite,
-        n_dropped=int(ctx.attrs.get("chirality_dropped", 0)), levels=ctx.levels,
+        n_dropped=int(ctx.chirality.get("chirality_dropped", 0)), levels=ctx.levels,
         energy_evals=ctx.reward.n_energy_evals, wall_time_s=t.total_wall_s if t else math.nan,
         cpu_time_s=t.total_cpu_s if t else math.nan,
-        extra=_reward_rows(ctx) + refine_rows(ctx.extra.get("refine")),
+        extra=_reward_rows(ctx) + refine_rows(ctx.refine),
         warnings=diag.warnings(), log_z_text=diag.log_z_text(),
     )

@@ -104,7 +104,7 @@ def test_reward_mode_summary_prints_mean_reward_and_sliced_w(tmp_path):
     logw = torch.zeros(64, dtype=torch.float64)
     ctx.samples = WeightedSamples(x=x, logq=logw, energy=ctx.reward.energy(x), logw=logw, summary=summarize(logw))
     ref = torch.randn(80, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    ctx.extra["reference_x"] = ref
+    ctx.reference_x = ref
     summary = summarize_run(ctx)
     rows = dict(summary.extra)
     assert rows["mean reward"].startswith(f"{float(ctx.reward.fn(x).mean()):.4f}")

@@ -12,14 +12,15 @@ from molsample.errors import PlatformError
 from molsample.io.cache import digest, load_cached, save_cached
 from molsample.runtime.devices import resolve_device
 from molsample.runtime.progress import progress_bar, show_progress
-from molsample.stages.engine import Stage, StageTimings, run_stages
+from molsample.stages.engine import Stage, run_stages
+from molsample.stages.timings import StageTimings
 
 
 class _Ctx:
     def __init__(self, run_dir, resume):
         from molsample.runtime.distributed import World
 
-        self.run_dir, self.resume, self.extra, self.world = run_dir, resume, {}, World()
+        self.run_dir, self.resume, self.timings, self.world = run_dir, resume, None, World()
 
 
 def _burn(ctx):
