@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
+from molsample.commands.launch import launch_if_asked, nproc_option
 from molsample.commands.options import progress_option, show_progress_flag
+from molsample.mcmc.hmc import LEAPFROG_STEPS
+from molsample.mcmc.kernels import KERNELS
 
 
 def _at_least(minimum: int):
@@ -44,29 +46,16 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
-#: Why ``refine`` runs in one process (docs/smc.md#one-process).
-ONE_PROCESS = ("refine runs in one process: its MALA moves are batched tensor operations (LJ-13: 2,000 particles "
-               "x 660 steps in about 12 CPU-s, a tenth of drawing the flow samples), and sharding them over ranks "
-               "would need every rank to draw the whole population's random numbers plus a collective per level "
-               "to match one process; drop --nproc (tilt --nproc K runs its [refine] stage on rank 0)")
-
-
-def _one_process(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
-    from molsample.runtime.distributed import launched_by_torchrun
-
-    size = int(os.environ.get("WORLD_SIZE", "1")) if launched_by_torchrun() else 1
-    if (value or 1) > 1 or size > 1:
-        from molsample.errors import ConfigError
-
-        raise ConfigError(f"--nproc {value or size}: {ONE_PROCESS}")
-
-
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--steps", type=int, default=5, show_default=True, callback=_at_least(0),
-              help="MALA steps per annealing level.")
+              help="MCMC steps per annealing level.")
 @click.option("--final-steps", type=int, default=50, show_default=True, callback=_at_least(0),
-              help="MALA steps at the run's kT at the end.")
+              help="MCMC steps at the run's kT at the end.")
+@click.option("--kernel", type=click.Choice(list(KERNELS)), default="mala", show_default=True,
+              help="MCMC kernel: mala (one energy evaluation per step) or hmc (--leapfrog-steps per step).")
+@click.option("--leapfrog-steps", type=int, default=None, callback=_at_least(1),
+              help=f"Leapfrog steps of each HMC move (--kernel hmc; default {LEAPFROG_STEPS}).")
 @click.option("--start-kT", "start_kT", default="auto", show_default=True, callback=_start_kT,
               help="Start temperature (energy unit, >= the run's kT), or auto: where the flow's ESS is highest.")
 @click.option("--groups", type=int, default=10, show_default=True, callback=_at_least(1),
@@ -79,26 +68,37 @@ def _one_process(ctx: click.Context, param: click.Parameter, value: int | None) 
 @click.option("--resume/--no-resume", default=False, show_default=True,
               help="Continue an interrupted refine of RUN (same samples, settings and seed) from its last level "
                    "(RUN_DIR/checkpoints/refine.pt).")
-@click.option("--nproc", type=int, default=None, hidden=True, callback=_one_process, expose_value=False)
+@nproc_option
 @progress_option
-def refine(run: Path, steps: int, final_steps: int, start_kT: float | str, groups: int, target_cess: float,
-           seed: int, n: int | None, resume: bool, progress: bool, quiet: bool) -> None:
-    """Refine the flow samples of RUN by annealed SMC (MALA moves) and append the set 'refined' to its run file.
+def refine(run: Path, steps: int, final_steps: int, kernel: str, leapfrog_steps: int | None, start_kT: float | str,
+           groups: int, target_cess: float, seed: int, n: int | None, resume: bool, nproc: int | None, progress: bool,
+           quiet: bool) -> None:
+    """Refine the flow samples of RUN by annealed SMC (MALA or HMC moves) and append the set 'refined' to its
+    run file.
 
     Ctrl-C (or SIGTERM) stops it after saving the last finished level; the same command with --resume
-    continues from there. One process only (no --nproc).
+    continues from there. With --nproc K the processes share the energy evaluations and give the result
+    of one process (docs/smc.md).
     """
+    import torch
+
+    from molsample.runtime.distributed import init_world
     from molsample.stages.refine import refine_run, refine_summary
 
+    launch_if_asked(nproc)
+    world, _ = init_world(torch.device("cpu"))
     try:
         res, path = refine_run(run, steps=steps, final_steps=final_steps, kT_start=start_kT, groups=groups,
                                target_cess=target_cess, seed=seed, n=n, progress=show_progress_flag(progress, quiet),
-                               resume=resume)
+                               resume=resume, kernel=kernel, leapfrog_steps=leapfrog_steps, world=world)
     except KeyboardInterrupt:
-        command = "molsample " + shlex.join(sys.argv[1:]) if sys.argv[1:] else f"molsample refine {run}"
-        again = command if "--resume" in command else f"{command} --resume"
-        click.echo(f"\ninterrupted; continue from the last finished level with: {again}", err=True)
+        if world.is_main:
+            command = "molsample " + shlex.join(sys.argv[1:]) if sys.argv[1:] else f"molsample refine {run}"
+            again = command if "--resume" in command else f"{command} --resume"
+            click.echo(f"\ninterrupted; continue from the last finished level with: {again}", err=True)
         raise SystemExit(130) from None
+    if not world.is_main:  # rank 0 writes and prints
+        return
     for line in refine_summary(res, path):
         click.echo(line)
     for line in res.warnings:

@@ -66,7 +66,7 @@ def _refine_table(steps: int | None) -> dict:
 @click.option("--temperature-factor", type=float, default=None, help="kT0 = factor·kT (temperature mode).")
 @click.option("--beta", type=float, default=None, help="Reward scale (reward mode).")
 @click.option("--refine-steps", type=int, default=None,
-              help="Refine the final samples by annealed SMC with K MALA steps per level ([refine], "
+              help="Refine the final samples by annealed SMC with K MCMC steps per level ([refine], "
                    "docs/smc.md); 0: off.")
 @click.option("--mcmc-steps", type=int, default=None, hidden=True, callback=_retired_mcmc_steps)
 @click.option("--seed", type=int, default=None, help="Random seed.")

@@ -9,10 +9,11 @@ through inverse temperatures β_s = β_0 < β_1 < … < β_K = 1/kT:
   weights exp(−(β_k − β_{k−1}) E), (Σ W_i w_i)² / Σ W_i w_i², is ``target_cess`` (the smallest
   over the groups; the last step goes straight to 1/kT when that keeps it above the target);
 * **resample** (systematic) a group whose ESS fell below ``resample_threshold``;
-* **move**: ``mcmc_steps`` steps of an MCMC kernel (:data:`~molsample.mcmc.kernels.KERNELS`)
-  invariant for π_k ∝ exp(−β_k E); ``final_steps`` at 1/kT at the end. The step size of each group
-  is rescaled by β_{k−1}/β_k at each level and adapted after every step from the group's mean
-  acceptance probability toward 0.574 (h ← h·exp(a − 0.574)).
+* **move**: ``mcmc_steps`` steps of an MCMC kernel (:data:`~molsample.mcmc.kernels.KERNELS`: MALA,
+  one evaluation per step, or HMC, L) invariant for π_k ∝ exp(−β_k E); ``final_steps`` at 1/kT at the
+  end. The step size of each group is rescaled by β_{k−1}/β_k at each level and adapted after every
+  step from the group's mean acceptance probability a toward the kernel's ``target_accept``
+  (h ← h·exp(a − target); 0.574 for MALA, 0.65 for HMC).
 
 **Groups.** The n particles are split into G contiguous groups of m = n // G (a remainder is
 dropped, with a warning). Each group is weighted, resampled and moved within itself (ancestors never
@@ -27,6 +28,10 @@ by the delta method, se(log Ẑ) = sd(Ẑ_g) / (√G · mean Ẑ_g) (sample sd, 
 dividing every Ẑ_g by the largest. The final weighted set pools the groups with log-weights
 log Ẑ_g + log(m W_i), so that ``logsumexp(logw) − log n`` is log Ẑ again.
 
+**Processes.** With a distributed ``world`` every rank runs the whole algorithm on the whole
+population with the same generator; only the energy evaluations are split (each rank its shard of the
+particles, gathered in rank order by the kernel), so K processes give the one-process result.
+
 After resampling, the refined set's weights are (nearly) uniform: its ESS counts distinct
 *copies*, not independent samples, and is not comparable to a flow's ESS — the number of unique
 ancestors and the spread of the group estimates are the honest diagnostics.
@@ -38,7 +43,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -48,14 +53,13 @@ from molsample.flows.smc_state import SMCCheckpoint, SMCState, read_checkpoint, 
 from molsample.flows.weights import log_partition
 from molsample.mcmc.kernels import KERNELS
 from molsample.mcmc.langevin import project_com
+from molsample.runtime.distributed import World
 
 __all__ = ["AUTO_KT_FACTORS", "SMCResult", "choose_start_kT", "conditional_ess", "next_beta", "smc_refine",
            "systematic_resample", "SMCCheckpoint"]
 
 #: kT_s / kT tried by ``kT_start="auto"``.
 AUTO_KT_FACTORS = (1.0, 1.05, 1.1, 1.2, 1.35, 1.5, 2.0)
-#: Target acceptance probability of the step-size adaptation (optimal for MALA).
-TARGET_ACCEPT = 0.574
 HISTORY_KEYS = ("kT", "ess", "cess", "acceptance", "step_size", "resampled")
 
 
@@ -75,8 +79,8 @@ class SMCResult:
         ancestors: ``(n,)`` index of each final particle's initial flow sample.
         unique_ancestors: distinct flow samples among the ancestors.
         n_resamplings: group resamplings in all.
-        n_energy_evals: energy+force evaluations (all particles, the start included).
-        cpu_s: CPU seconds (user + system) of the call.
+        n_energy_evals: energy+force evaluations (all particles, the start included; L per HMC step).
+        cpu_s: CPU seconds (user + system) of the call (summed over the ranks).
         kT_start, kT: first and final temperature (energy unit).
         n_nonfinite: flow samples with a non-finite energy or log q (weight 0).
         groups: G.
@@ -275,7 +279,7 @@ def _block(st: SMCState, mover: Any, steps: int, threshold: float, generator: to
         st.x, st.e, st.f = out.x, out.energy, out.force
         a = out.accept_prob.to(torch.float64).reshape(G, m).mean(dim=1).cpu()
         acc_sum += a
-        st.h = st.h * torch.exp(a - TARGET_ACCEPT)
+        st.h = st.h * torch.exp(a - mover.target_accept)
     hist = st.history
     for k, v in zip(HISTORY_KEYS, (1.0 / st.beta, float(ess_g.mean()), st.cess,
                                     float(acc_sum.mean() / steps) if steps else math.nan,
@@ -329,11 +333,13 @@ def smc_refine(
     final_steps: int = 50,
     groups: int = 10,
     kernel: str = "mala",
+    kernel_options: Mapping[str, Any] | None = None,
     generator: torch.Generator | None = None,
     remove_com: bool = False,
     progress: bool = False,
     checkpoint: SMCCheckpoint | None = None,
     dtype: torch.dtype = torch.float64,
+    world: World | None = None,
 ) -> SMCResult:
     """Annealed SMC from the flow's weighted samples at kT_start to exp(−E/kT) (module docstring).
 
@@ -345,20 +351,24 @@ def smc_refine(
             resampling of a group.
         mcmc_steps: kernel steps per tempering level; final_steps: steps at kT at the end.
         groups: independent groups G (n // G particles each) for the error bar of log Z.
-        kernel: a name in :data:`~molsample.mcmc.kernels.KERNELS`.
+        kernel: a name in :data:`~molsample.mcmc.kernels.KERNELS`; kernel_options: its settings
+            (e.g. ``{"leapfrog_steps": 5}`` for ``"hmc"``).
         remove_com: the particles live on the zero-centre-of-mass subspace.
-        checkpoint: resume/save the state after every level (:class:`SMCCheckpoint`).
+        checkpoint: resume/save the state after every level (:class:`SMCCheckpoint`; rank 0 writes it).
+        world: the ranks that share the energy evaluations (module docstring); every rank gets the result.
     Returns:
         :class:`SMCResult`.
     Raises:
         ConfigError: a setting out of range; EnergyError: no usable sample in a group, or no forces.
     """
     _check_args(kT, kT_start, target_cess, resample_threshold, mcmc_steps, final_steps, groups, kernel)
+    world = world or World()
+    mover = _kernel(kernel, kernel_options, energy_fn, remove_com, generator, world)
     t0 = time.process_time()
     x, logq, warnings = _prepare(x, logq, groups, remove_com, dtype)
-    mover = KERNELS[kernel](energy_fn, remove_com=remove_com, generator=generator)
     key = {"shape": list(x.shape), "x_sum": float(x.double().sum()), "logq_sum": float(logq.sum()), "kT": float(kT),
-           "kT_start": kT_start, "settings": [target_cess, resample_threshold, mcmc_steps, final_steps, groups, kernel],
+           "kT_start": kT_start, "settings": [target_cess, resample_threshold, mcmc_steps, final_steps, groups, kernel,
+                                              sorted((kernel_options or {}).items())],
            "rng": _rng_digest(generator)}  # another seed starts over
     st = read_checkpoint(checkpoint, key, generator)
     if st is None:
@@ -375,14 +385,25 @@ def smc_refine(
         if last:
             break
         _reweight(st, beta_end, target_cess)
-        st.n_evals, st.cpu_s = mover.n_evals, st.cpu_s + time.process_time() - t0
+        st.n_evals, st.cpu_s = mover.n_evals, st.cpu_s + world.sum(time.process_time() - t0)
         t0 = time.process_time()
-        write_checkpoint(checkpoint, key, st, generator)
+        if world.is_main:
+            write_checkpoint(checkpoint, key, st, generator)
     if bar is not None:
         bar.close()
-    if checkpoint is not None:
+    if checkpoint is not None and world.is_main:
         Path(checkpoint.path).unlink(missing_ok=True)
-    return _result(st, kT, st.cpu_s + time.process_time() - t0, mover.n_evals, warnings)
+    return _result(st, kT, st.cpu_s + world.sum(time.process_time() - t0), mover.n_evals, warnings)
+
+
+def _kernel(name: str, options: Mapping[str, Any] | None, energy_fn: Callable[[Tensor], Tensor], remove_com: bool,
+            generator: torch.Generator | None, world: World) -> Any:
+    """The kernel ``name`` of :data:`KERNELS` with ``options``; an unknown option is a :class:`ConfigError`."""
+    try:
+        return KERNELS[name](energy_fn, remove_com=remove_com, generator=generator, world=world, **dict(options or {}))
+    except TypeError:
+        raise ConfigError(f"kernel {name!r} takes no option(s) {sorted(options or {})}; "
+                          f"e.g. kernel_options={{'leapfrog_steps': 5}} with kernel 'hmc'") from None
 
 
 def _rng_digest(generator: torch.Generator | None) -> str | None:

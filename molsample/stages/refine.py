@@ -12,6 +12,10 @@ Every check happens before any work; the run file is only replaced when everythi
 The SMC state is saved after every level in ``RUN_DIR/checkpoints/refine.pt`` (removed at the end);
 ``resume=True`` continues from it with the random numbers of an uninterrupted run.
 
+With a distributed ``world`` (``molsample refine --nproc K``) every rank runs the same SMC and
+evaluates the energies of its shard of the particles (:mod:`molsample.flows.smc`); the result is that
+of one process, and rank 0 alone writes the checkpoint and the run file.
+
 The same :func:`refine_run` is the ``refine`` stage of ``molsample tilt`` (``[refine] enabled``,
 :func:`refine_stage`), run on rank 0 after the final samples.
 """
@@ -29,6 +33,9 @@ from molsample.errors import ConfigError, EnergyError, RunFileError
 from molsample.flows.smc import SMCCheckpoint, SMCResult, smc_refine
 from molsample.io.hdf5 import RunFile
 from molsample.io.run_paths import resolve_run_path
+from molsample.mcmc.hmc import LEAPFROG_STEPS
+from molsample.mcmc.kernels import KERNELS
+from molsample.runtime.distributed import World
 from molsample.stages.context import RunContext
 
 __all__ = ["REFINED_SET", "checkpoint_path", "refine_rows", "refine_run", "refine_stage", "refine_summary"]
@@ -80,31 +87,51 @@ def checkpoint_path(run_file: Path) -> Path:
 
 def refine_run(run: str | Path, *, steps: int = 5, final_steps: int = 50, kT_start: float | str = "auto",
                groups: int = 10, target_cess: float = 0.95, seed: int = 0, n: int | None = None,
-               progress: bool = False, resume: bool = False) -> tuple[SMCResult, Path]:
+               progress: bool = False, resume: bool = False, kernel: str = "mala", leapfrog_steps: int | None = None,
+               world: World | None = None) -> tuple[SMCResult, Path]:
     """Refine the flow samples of ``run`` by SMC and append the set ``refined`` to its run file.
 
-    The state after every level is saved in :func:`checkpoint_path`; with ``resume`` a run with the
-    same samples, settings and seed continues from it (bit for bit the uninterrupted result),
-    without, an old checkpoint is discarded. Returns the :class:`~molsample.flows.smc.SMCResult` and
-    the run file's path. Raises :class:`~molsample.errors.MolsampleError` subclasses for bad input,
-    before any write.
+    ``kernel`` is a name in :data:`~molsample.mcmc.kernels.KERNELS`; ``leapfrog_steps`` (``"hmc"`` only,
+    default :data:`~molsample.mcmc.hmc.LEAPFROG_STEPS`) its leapfrog steps per move. The state after
+    every level is saved in :func:`checkpoint_path`; with ``resume`` a run with the same samples,
+    settings and seed continues from it (bit for bit the uninterrupted result), without, an old
+    checkpoint is discarded. With a distributed ``world`` every rank returns the result and rank 0
+    writes. Returns the :class:`~molsample.flows.smc.SMCResult` and the run file's path. Raises
+    :class:`~molsample.errors.MolsampleError` subclasses for bad input, before any write.
     """
+    world = world or World()
+    options = _kernel_options(kernel, leapfrog_steps)
     path = resolve_run_path(run)
     system, x, logq = _load(path, n)
     energy = system.energy.to(torch.float64)
     if isinstance(kT_start, (int, float)) and kT_start < system.kT:
         raise ConfigError(f"--start-kT {kT_start:g} is below the run's kT {system.kT:g} ({system.energy_unit}); "
                           f"start at kT or hotter, e.g. --start-kT {1.2 * system.kT:.4g}, or use auto")
+    if world.world_size > len(x):
+        raise ConfigError(f"{world.world_size} processes for {len(x)} samples; use at most --nproc {len(x)}")
     ckpt = checkpoint_path(path)
-    if not resume:
+    if not resume and world.is_main:
         ckpt.unlink(missing_ok=True)
     g = torch.Generator().manual_seed(seed)
     res = smc_refine(x, logq, energy, system.kT, kT_start=kT_start, target_cess=target_cess, mcmc_steps=steps,
-                     final_steps=final_steps, groups=groups, generator=g, remove_com=system.remove_com,
-                     progress=progress, checkpoint=SMCCheckpoint(ckpt))
-    _write(path, system, res, {"steps": steps, "final_steps": final_steps, "groups": groups,
-                               "target_cess": target_cess, "seed": seed, "n": len(x)})
+                     final_steps=final_steps, groups=groups, kernel=kernel, kernel_options=options, generator=g,
+                     remove_com=system.remove_com, progress=progress and world.is_main, world=world,
+                     checkpoint=SMCCheckpoint(ckpt) if resume or world.is_main else None)
+    if world.is_main:
+        _write(path, system, res, {"steps": steps, "final_steps": final_steps, "groups": groups,
+                                   "target_cess": target_cess, "seed": seed, "n": len(x), "kernel": kernel, **options})
     return res, path
+
+
+def _kernel_options(kernel: str, leapfrog_steps: int | None) -> dict[str, int]:
+    """The SMC kernel's settings: ``{"leapfrog_steps": L}`` for HMC, none for MALA."""
+    if kernel not in KERNELS:
+        raise ConfigError(f"unknown MCMC kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    if kernel != "hmc":
+        if leapfrog_steps is not None:
+            raise ConfigError(f"--leapfrog-steps applies to --kernel hmc, not {kernel}; drop it or add --kernel hmc")
+        return {}
+    return {"leapfrog_steps": LEAPFROG_STEPS if leapfrog_steps is None else leapfrog_steps}
 
 
 def _write(path: Path, system, res: SMCResult, settings: dict) -> None:
@@ -148,12 +175,13 @@ def refine_rows(res: SMCResult | None) -> list[tuple[str, str]]:
 
 def refine_stage(ctx: RunContext) -> None:
     """SMC on the final samples of the run (``[refine]``): :func:`refine_run` on ``RUN_DIR/samples.h5``
-    with the run's seed; the result is ``ctx.extra["refine"]`` for the summary."""
+    with the run's seed; the result is ``ctx.refine`` for the summary."""
     rc = ctx.cfg.refine
     res, path = refine_run(ctx.run_dir / "samples.h5", steps=rc.steps, final_steps=rc.final_steps,
                            kT_start=rc.start_kT, groups=rc.groups, target_cess=rc.target_cess, seed=ctx.cfg.seed,
-                           progress=ctx.progress, resume=ctx.resume)
-    ctx.extra["refine"] = res
+                           progress=ctx.progress, resume=ctx.resume, kernel=rc.kernel,
+                           leapfrog_steps=rc.leapfrog_steps if rc.kernel == "hmc" else None)
+    ctx.refine = res
     for line in refine_summary(res, path)[:-1]:
         ctx.echo(f"refine: {line}")
     for line in res.warnings:

@@ -131,3 +131,35 @@ def test_unusable_runs_are_one_line_errors(tmp_path, capsys, kind, match):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and match in err, err
     assert _digest(path) == digest
+
+
+def test_refine_with_hmc_records_the_kernel_and_its_cost(tmp_path, capsys):
+    path = tmp_path / "samples.h5"
+    write_gauss2d_run(path, n=200)
+    argv = ["refine", str(path), "--steps", "2", "--final-steps", "6", "--groups", "4", "--seed", "1", "--start-kT",
+            "2", "--kernel", "hmc", "--leapfrog-steps", "4"]
+    assert _exit(argv) == 0
+    assert "energy evaluations" in capsys.readouterr().out
+    with RunFile(path) as rf:
+        a = dict(rf.attrs)
+    settings = json.loads(a["refined_settings"])
+    assert settings["kernel"] == "hmc" and settings["leapfrog_steps"] == 4
+    steps = 2 * (a["refined_levels"] - 1) + 6
+    assert a["refined_energy_evals"] == 200 * (2 + 4 * steps)  # L per HMC step, the start and the probe
+    assert abs(a["refined_log_z"]) < 4 * a["refined_log_z_se"] + 1e-9  # gauss2d: log Z = 0
+
+
+def test_the_refine_table_takes_the_kernel(tmp_path):
+    from molsample.errors import ConfigError
+    from molsample.stages.config import resolve_config
+
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text('[refine]\nkernel = "hmc"\nleapfrog_steps = 6\n')
+    cfg = resolve_config("lj13", config_file=cfg_file)
+    assert (cfg.refine.kernel, cfg.refine.leapfrog_steps) == ("hmc", 6)
+    assert resolve_config("lj13").refine.kernel == "mala"
+    for table, match in (('kernel = "nuts"', "refine.kernel = 'nuts'; use one of mala, hmc"),
+                         ("leapfrog_steps = 0", "refine.leapfrog_steps = 0")):
+        cfg_file.write_text(f"[refine]\n{table}\n")
+        with pytest.raises(ConfigError, match=match):
+            resolve_config("lj13", config_file=cfg_file)

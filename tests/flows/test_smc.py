@@ -52,6 +52,21 @@ def test_log_z_matches_the_closed_form_within_its_error_bar():
     assert sum(v * v for v in z) / len(z) < 6.0, z
 
 
+def test_hmc_log_z_matches_the_closed_form_and_counts_l_evaluations_per_step():
+    """The same oracle with the HMC kernel; each HMC step costs L energy evaluations per particle."""
+    z, L = [], 3
+    for seed in range(4):
+        res = _run(seed, kernel="hmc", kernel_options={"leapfrog_steps": L})
+        z.append((res.log_z - LOG_Z) / res.log_z_se)
+        steps = 3 * (res.n_levels - 1) + 5  # mcmc_steps per level before the last, final_steps at kT
+        assert res.n_energy_evals == 1000 * (2 + L * steps)  # + the start and the first step's probe
+        assert abs(res.history["acceptance"][-1] - 0.65) < 0.15
+    assert max(abs(v) for v in z) < 4.0, z
+    assert sum(v * v for v in z) / len(z) < 6.0, z
+    mala = _run(0)
+    assert mala.n_energy_evals == 1000 * (2 + 3 * (mala.n_levels - 1) + 5)
+
+
 def test_refined_weighted_moments_match_the_target():
     res = _run(7, final_steps=20)
     w = torch.softmax(res.logw, 0)
@@ -133,7 +148,9 @@ def test_non_finite_samples_get_weight_zero_and_are_counted():
 
 @pytest.mark.parametrize("kw, match", [({"kT_start": 0.5}, "below the target kT"), ({"mcmc_steps": -1}, ">= 0"),
                                        ({"target_cess": 1.0}, "target_cess"), ({"groups": 600}, "fewer groups"),
-                                       ({"kernel": "hmc"}, "unknown MCMC kernel")])
+                                       ({"kernel": "nuts"}, "unknown MCMC kernel"),
+                                       ({"kernel_options": {"leapfrog_steps": 3}}, "takes no option"),
+                                       ({"kernel": "hmc", "kernel_options": {"leapfrog_steps": 0}}, "leapfrog_steps")])
 def test_bad_settings_name_the_value_and_the_fix(kw, match):
     with pytest.raises(ConfigError, match=match):
         _run(0, **kw)

@@ -40,7 +40,7 @@ def _chain(kernel, x, beta, h, steps):
 
 
 def test_registry_names_the_mala_kernel():
-    assert KERNELS == {"mala": MALAKernel}
+    assert KERNELS["mala"] is MALAKernel and MALAKernel.target_accept == 0.574
 
 
 @pytest.mark.parametrize("beta", [1.0, 0.5])

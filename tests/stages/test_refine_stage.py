@@ -90,14 +90,6 @@ def test_refine_steps_option_sets_the_stage(tmp_path, capsys):
     assert "--refine-steps -2" in capsys.readouterr().err
 
 
-def test_refine_refuses_nproc_with_the_reason(tmp_path, capsys):
-    _gauss2d_run(tmp_path / "samples.h5")
-    assert _exit(["refine", str(tmp_path), "--nproc", "2"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "one process" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.h5"]
-
-
 # --------------------------------------------------------------------------- resume
 
 
