@@ -10,7 +10,7 @@ samples at kT = 1 with the default settings of ``molsample reference`` in this p
 thread); their effective samples are n / τ_int of the energy, with burn-in and lattice relaxation
 counted, and their "further samples" price leaves the burn-in out.
 
-    python benchmarks/lj13_cost_vs_mcmc.py --run runs/lj13-itm-default --run runs/lj13-aligned-10k \\
+    python benchmarks/lj13_cost_vs_mcmc.py --run runs/lj13-aligned-5k --run runs/lj13-aligned-10k \\
         --json docs/benchmarks/lj13-cost.json --figure docs/figures/lj13-cost.png
 """
 

@@ -1,6 +1,6 @@
 """Energy histograms of LJ-13 flows (no reweighting) against the kT0 data: docs/figures/lj13-coupling-energy.png.
 
-    python benchmarks/lj13_coupling_figure.py --data runs/lj13-default/base_data.pt \\
+    python benchmarks/lj13_coupling_figure.py --data runs/lj13-itm-default/base_data.pt \\
         --model independent=... --model equivariant-ot=... --out docs/figures/lj13-coupling-energy.png
 """
 

@@ -5,7 +5,7 @@ Every row tilts the *same* pretrained field (a finished run's ``base_data.pt`` a
 are cache hits) with one loss and one step rule, then draws the same number of final samples
 with exact log-weights:
 
-    python benchmarks/lj_table.py --source runs/lj13-demo-model-5k --out runs/benchmarks/lj-table \\
+    python benchmarks/lj_table.py --source runs/lj13-demo-model --out runs/benchmarks/lj-table \\
         --methods itm etm wfm ram --h adaptive 0.1 0.01 --n-samples 2000 \\
         --json docs/benchmarks/lj-table.json
 

@@ -1,7 +1,7 @@
 r"""Ramachandran basins of alanine dipeptide: populations and free-energy differences with error bars.
 
 Backbone dihedrals φ = C–N–CA–C and ψ = N–CA–C–N (the card's ``dihedrals``, atom indices
-(4, 6, 8, 14) and (6, 8, 14, 16) for ``systems/aldp.pdb``), in degrees in [−180, 180), with
+(4, 6, 8, 14) and (6, 8, 14, 16) for the shipped ``aldp.pdb``), in degrees in [−180, 180), with
 mdtraj's sign convention. The basins partition the torus (boundaries in degrees, half-open):
 
 ==================  =========================================  ====================================
