@@ -201,3 +201,42 @@ def test_one_trajectory_references_refuse_to_be_split():
 
     with pytest.raises(DistributedError, match="run it with one process"):
         generate_reference(load_system("ring2d"), 10, method="exact", world=World(rank=0, world_size=2))
+
+
+def test_internal_coordinates_two_processes_and_a_resumed_run_equal_one(tmp_path):
+    """Alanine dipeptide in internal coordinates: ``tilt --nproc 2`` and a run stopped by SIGTERM in
+    the tilt and continued with ``--resume`` give the uninterrupted 1-process run's samples and
+    internal coordinates (the fitted transform is shared by the ranks and rebuilt on resume)."""
+    (tmp_path / "small.toml").write_text(SMALL.replace("steps_per_level = 4", "steps_per_level = 40"))
+    common = ["tilt", "--system", "aldp", "--coordinates", "internal", "--preset", "smoke", "--config", "small.toml",
+              "--no-progress"]
+    one = _molsample(common + ["--out", "one"], tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _molsample(common + ["--out", "two", "--nproc", "2"], tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    stopped = subprocess.Popen([sys.executable, "-m", "molsample", *common, "--out", "stopped"], cwd=tmp_path,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "stopped" / "checkpoints" / "tilt.pt"  # a level of the tilt is done
+    deadline = time.monotonic() + 240
+    while not ckpt.exists():
+        assert time.monotonic() < deadline and stopped.poll() is None, stopped.communicate()[1][-3000:]
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    _, err = stopped.communicate(timeout=120)
+    assert stopped.returncode == 130, err[-3000:]
+    assert not (tmp_path / "stopped" / "samples.h5").exists()
+    resumed = _molsample(common + ["--out", "stopped", "--resume"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    def internal(run: str) -> np.ndarray:
+        with h5py.File(tmp_path / run / "samples.h5", "r") as f:
+            return f["internal_coordinates"][()]
+
+    ref = _read(tmp_path / "one" / "samples.h5")
+    _assert_same_run(ref, _read(tmp_path / "two" / "samples.h5"))
+    np.testing.assert_allclose(internal("two"), internal("one"), atol=1e-4, rtol=1e-4)
+    again = _read(tmp_path / "stopped" / "samples.h5")
+    for key in ("coordinates", "logq", "logw", "energy"):
+        np.testing.assert_array_equal(again[key], ref[key])
+    np.testing.assert_array_equal(internal("stopped"), internal("one"))
