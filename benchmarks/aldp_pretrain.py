@@ -12,7 +12,8 @@ learning-rate-schedule numbers in docs/flows.md:
     python benchmarks/aldp_pretrain.py --steps 3000 --batch-size 128 --ema 0.999 --lr-schedule cosine
 
 The prior (molsample.flows.distributions.base_distribution, card table ``[base]``) and the table of
-docs/benchmarks/aldp.md; "thermal" is the bond RMSD of 300 K MD frames (2,000, cached too):
+docs/benchmarks/aldp.md; "thermal" is the bond RMSD of 300 K MD frames (``--thermal-frames``, 2,000, cached
+too):
 
     python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior isotropic
     python benchmarks/aldp_pretrain.py --steps 1500 --batch-size 128 --ema 0.999 --prior harmonic --bond-std 0.15
@@ -76,6 +77,7 @@ def main() -> None:
     ap.add_argument("--data-temperature-factor", type=float, default=1.25,
                     help="MD frames for training at this multiple of 300 K (default 1.25: 375 K, as molsample tilt)")
     ap.add_argument("--data-frames", type=int, default=10000, help="MD frames for training (500 MD steps apart)")
+    ap.add_argument("--thermal-frames", type=int, default=2000, help="300 K MD frames of the thermal bond RMSD")
     ap.add_argument("--coupling", default="independent", choices=["independent", "ot", "equivariant-ot", "aligned"],
                     help="pairing of base and data samples (molecules: the symmetry-aware ones rotate only)")
     ap.add_argument("--save", default=None, help="write the trained field here (molsample.nets.save_model)")
@@ -113,7 +115,7 @@ def main() -> None:
     bonds = bond_index(system.topology)
     d0 = bond_lengths(np.asarray(system.energy.positions)[None], bonds)[0]  # the minimized structure's bonds
     rmsd = bond_rmsd(bond_lengths(xs, bonds), d0)
-    md = reference_samples(system, DataConfig(n=2000), system.kT, seed=0, progress=False).samples
+    md = reference_samples(system, DataConfig(n=args.thermal_frames), system.kT, seed=0, progress=False).samples
     thermal = bond_rmsd(bond_lengths(md, bonds), d0)
     print(f"prior {base!r}; parametrisation {args.parametrisation}, time weighting {args.time_weighting}; "
           f"{args.data_frames} MD frames at {args.data_temperature_factor * 300:g} K; coupling {args.coupling}")

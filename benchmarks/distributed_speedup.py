@@ -53,6 +53,39 @@ ode_steps = 20
 batch_size = 250
 """
 
+#: the same job at a toy size (``--smoke``): it checks that the script runs, its timings mean nothing
+SMOKE_CONFIG = """
+temperature_factor = 1.25
+report = false
+[net]
+hidden = 8
+n_layers = 1
+[data]
+n = 64
+burn_in = 20
+steps = 20
+[reference]
+n = 0
+[pretrain]
+steps = {steps}
+batch_size = 16
+coupling = "aligned"
+[tilt]
+n_endpoints = 16
+endpoints_per_step = 8
+draws_per_endpoint = 2
+steps_per_level = 1
+h = 0.5
+max_levels = 2
+ode_method = "euler"
+ode_steps = 2
+[final]
+n_samples = 16
+ode_method = "euler"
+ode_steps = 2
+batch_size = 8
+"""
+
 STAGES = ("pretrain", "tilt", "final")
 
 
@@ -75,10 +108,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--steps", type=int, default=300, help="pretraining steps")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-distributed"))
+    ap.add_argument("--smoke", action="store_true", help="a toy-sized job (net 8 x 1, 64 data, 16 final samples)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     config = args.out / "config.toml"
-    config.write_text(CONFIG.format(steps=args.steps))
+    config.write_text((SMOKE_CONFIG if args.smoke else CONFIG).format(steps=args.steps))
     k, t = args.nproc, args.threads
     variants = {f"1 proc x {t} thr": (t, None), f"1 proc x {k * t} thr": (k * t, None),
                 f"{k} proc x {t} thr": (t, k)}

@@ -23,6 +23,7 @@ from a new seed).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,6 +37,7 @@ import numpy as np
 from molsample.analysis.autocorrelation import integrated_autocorrelation_time
 from molsample.errors import ConfigError
 from molsample.io.atomic import atomic_path
+from molsample.mcmc.md import _openmm_seed, _platform
 from molsample.mcmc.parallel_tempering import geometric_ladder
 from molsample.mcmc.reference_settings import remd_settings
 from molsample.systems import units
@@ -98,6 +100,208 @@ def _checkpoint_save(path: Path, data: dict[str, Any]) -> None:
         np.savez(tmp, **data)
 
 
+def _checked_inputs(system: Any, positions: Any, temperatures_K: np.ndarray | list[float], n_frames: int,
+                    steps_per_exchange: int, exchanges_per_frame: int,
+                    equilibration_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ladder ``(K,)`` in K and the starting positions ``(n_atoms, 3)`` in nm, float64, checked."""
+    from openmm import unit
+
+    temps = np.asarray(temperatures_K, dtype=np.float64).reshape(-1)
+    if temps.shape[0] < 1 or np.any(temps <= 0) or np.any(np.diff(temps) <= 0):
+        raise ConfigError(f"temperatures_K must be positive and increasing, got {temps.tolist()}")
+    if n_frames < 1 or steps_per_exchange < 1 or exchanges_per_frame < 1 or equilibration_steps < 0:
+        raise ConfigError("run_remd needs n_frames, steps_per_exchange, exchanges_per_frame >= 1 and "
+                          f"equilibration_steps >= 0; got {n_frames}, {steps_per_exchange}, {exchanges_per_frame}, "
+                          f"{equilibration_steps}")
+    if hasattr(positions, "value_in_unit"):
+        positions = positions.value_in_unit(unit.nanometer)
+    pos0 = np.asarray(positions, dtype=np.float64)
+    n = system.getNumParticles()
+    if pos0.shape != (n, 3):
+        raise ConfigError(f"positions have shape {pos0.shape}, the system has {n} particles; pass ({n}, 3) in nm")
+    return temps, pos0
+
+
+class _Replicas:
+    """K OpenMM contexts of one system, one per temperature of the ladder, and the swaps between them.
+
+    ``slot[i]`` is the replica (by its starting slot) now at temperature i; ``last_end[r]`` is 0 when
+    replica r last touched the lowest temperature, 1 the highest, −1 neither yet; ``trips`` counts
+    the lowest → highest → lowest round trips; ``offered``/``accepted`` ``(K − 1,)`` count the swaps.
+    The swap decisions draw from ``rng`` (numpy, seeded by ``seed``).
+    """
+
+    def __init__(self, system: Any, temps: np.ndarray, *, steps_per_exchange: int, timestep_fs: float,
+                 friction_per_ps: float, platform: str, seed: int) -> None:
+        import openmm
+        from openmm import unit
+
+        self.temps, self.k, self.seed = temps, temps.shape[0], seed
+        self.steps_per_exchange = int(steps_per_exchange)
+        self.kts = np.array([units.kT(float(t)) for t in temps])
+        self.rng = np.random.default_rng(seed)
+        plat = _platform(openmm, platform)
+        self.contexts: list[Any] = []
+        self.integrators: list[Any] = []
+        for i, t in enumerate(temps):
+            integ = openmm.LangevinMiddleIntegrator(t * unit.kelvin, friction_per_ps / unit.picosecond,
+                                                    timestep_fs * unit.femtosecond)
+            integ.setRandomNumberSeed(_openmm_seed(seed * 1009 + i))
+            self.integrators.append(integ)
+            self.contexts.append(openmm.Context(system, integ, plat))
+        self.slot = np.arange(self.k)
+        self.offered, self.accepted = np.zeros(max(self.k - 1, 0)), np.zeros(max(self.k - 1, 0))
+        self.last_end = np.full(self.k, -1)
+        self.trips = self.exchange = 0
+
+    def state(self, i: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Positions ``(n, 3)`` nm, velocities ``(n, 3)`` nm/ps and potential energy (kJ/mol) of context i."""
+        from openmm import unit
+
+        s = self.contexts[i].getState(getPositions=True, getVelocities=True, getEnergy=True)
+        return (s.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
+                s.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond),
+                s.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+
+    def start(self, pos0: np.ndarray) -> None:
+        """Every context at ``pos0`` (nm), minimized, with velocities drawn at its temperature."""
+        import openmm
+        from openmm import unit
+
+        for i in range(self.k):
+            self.contexts[i].setPositions(pos0)
+            openmm.LocalEnergyMinimizer.minimize(self.contexts[i])
+            self.contexts[i].setVelocitiesToTemperature(self.temps[i] * unit.kelvin,
+                                                        _openmm_seed(self.seed + 17 * i + 1))
+
+    def equilibrate(self, steps: int) -> None:
+        """About ``steps`` steps per replica in segments with swaps; the swap counts restart at zero."""
+        for _ in range(max(1, steps // self.steps_per_exchange) if steps else 0):
+            self.segment_and_swap()
+        self.offered[:], self.accepted[:] = 0, 0
+
+    def segment_and_swap(self) -> None:
+        """One segment of ``steps_per_exchange`` steps per replica, then the swaps of this exchange's parity."""
+        for integ in self.integrators:
+            integ.step(self.steps_per_exchange)
+        if self.k == 1:
+            self.exchange += 1
+            return
+        st = [self.state(i) for i in range(self.k)]
+        for i in range(self.exchange % 2, self.k - 1, 2):
+            self.offered[i] += 1
+            la = swap_log_acceptance(st[i][2], st[i + 1][2], self.kts[i], self.kts[i + 1])
+            if la >= 0 or self.rng.random() < math.exp(la):
+                self.accepted[i] += 1
+                self._swap(i, st)
+        for end, idx in ((0, 0), (1, self.k - 1)):
+            r = self.slot[idx]
+            if end == 0 and self.last_end[r] == 1:
+                self.trips += 1
+            self.last_end[r] = end
+        self.exchange += 1
+
+    def _swap(self, i: int, st: list[tuple[np.ndarray, np.ndarray, float]]) -> None:
+        """Exchange the states of contexts i and i + 1, velocities rescaled to the new temperatures."""
+        temps = self.temps
+        (xi, vi, ei), (xj, vj, ej) = st[i], st[i + 1]
+        st[i] = (xj, vj * math.sqrt(temps[i] / temps[i + 1]), ej)
+        st[i + 1] = (xi, vi * math.sqrt(temps[i + 1] / temps[i]), ei)
+        for m in (i, i + 1):
+            self.contexts[m].setPositions(st[m][0])
+            self.contexts[m].setVelocities(st[m][1])
+        self.slot[i], self.slot[i + 1] = self.slot[i + 1], self.slot[i]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The exchange state and every context's positions and velocities, for a checkpoint."""
+        st = [self.state(i) for i in range(self.k)]
+        return dict(exchange=self.exchange, trips=self.trips, slot=self.slot, last_end=self.last_end,
+                    offered=self.offered, accepted=self.accepted, rng=json.dumps(self.rng.bit_generator.state),
+                    x=np.stack([s[0] for s in st]), v=np.stack([s[1] for s in st]))
+
+    def restore(self, z: Any, start: int) -> None:
+        """The state of :meth:`snapshot` from a checkpoint, with new thermostat seeds for frame ``start``."""
+        self.exchange, self.trips = int(z["exchange"]), int(z["trips"])
+        self.slot[:], self.last_end[:] = z["slot"], z["last_end"]
+        self.offered[:], self.accepted[:] = z["offered"], z["accepted"]
+        self.rng.bit_generator.state = json.loads(str(z["rng"]))
+        for i in range(self.k):
+            self.contexts[i].setPositions(z["x"][i])
+            self.contexts[i].setVelocities(z["v"][i])
+            self.integrators[i].setRandomNumberSeed(_openmm_seed(self.seed * 1009 + i + 7919 * start))
+
+    def close(self) -> None:
+        """Release the OpenMM contexts."""
+        del self.contexts, self.integrators
+
+
+@dataclass
+class _Frames:
+    """The recorded frames of the lowest temperature and the time spent, resumed parts included."""
+
+    frames: np.ndarray
+    energies: np.ndarray
+    walker: np.ndarray
+    cpu_prev: float = 0.0
+    wall_prev: float = 0.0
+    cpu0: float = dataclasses.field(default_factory=time.process_time)
+    wall0: float = dataclasses.field(default_factory=time.perf_counter)
+
+    @classmethod
+    def empty(cls, n_frames: int, n: int) -> _Frames:
+        """Room for ``n_frames`` frames of ``n`` atoms; the clocks start now."""
+        return cls(np.empty((n_frames, n, 3)), np.empty(n_frames), np.empty(n_frames, dtype=np.int64))
+
+    def cpu(self) -> float:
+        """CPU seconds of the run so far."""
+        return self.cpu_prev + time.process_time() - self.cpu0
+
+    def wall(self) -> float:
+        """Wall seconds of the run so far."""
+        return self.wall_prev + time.perf_counter() - self.wall0
+
+
+def _signature(temps: np.ndarray, n: int, steps_per_exchange: int, exchanges_per_frame: int, seed: int) -> str:
+    """What a checkpoint must match; n_frames may differ (a run can be extended, or stopped early and
+    finished with the frames it has)."""
+    return json.dumps({"T": temps.tolist(), "n": n, "spe": steps_per_exchange, "epf": exchanges_per_frame,
+                       "seed": seed}, sort_keys=True)
+
+
+def _resume(ckpt: Path | None, sig: str, reps: _Replicas, rec: _Frames) -> int | None:
+    """The frame to continue from after loading a matching checkpoint into ``reps`` and ``rec``; ``None``
+    without one."""
+    if ckpt is None or not ckpt.is_file():
+        return None
+    with np.load(ckpt, allow_pickle=False) as z:
+        saved = json.loads(str(z["sig"]))
+        saved.pop("frames", None)
+        if json.dumps(saved, sort_keys=True) != sig:
+            return None
+        start = min(int(z["start"]), rec.frames.shape[0])
+        rec.frames[:start], rec.energies[:start], rec.walker[:start] = \
+            z["frames"][:start], z["energies"][:start], z["walker"][:start]
+        rec.cpu_prev, rec.wall_prev = float(z["cpu"]), float(z["wall"])
+        reps.restore(z, start)
+    return start
+
+
+def _save(ckpt: Path, sig: str, done: int, reps: _Replicas, rec: _Frames) -> None:
+    """Checkpoint after ``done`` recorded frames."""
+    _checkpoint_save(ckpt, dict(sig=sig, start=done, frames=rec.frames[:done], energies=rec.energies[:done],
+                                walker=rec.walker[:done], cpu=rec.cpu(), wall=rec.wall(), **reps.snapshot()))
+
+
+def _frame_range(start: int, n_frames: int, progress: bool) -> Any:
+    """Frame indices ``start … n_frames − 1``, with a progress bar when asked."""
+    it: Any = range(start, n_frames)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="REMD", leave=False, initial=start, total=n_frames)
+    return it
+
+
 def run_remd(
     system: Any,
     positions: Any,
@@ -134,142 +338,37 @@ def run_remd(
     Returns:
         :class:`REMDResult`.
     """
-    import openmm
-    from openmm import unit
-
-    from molsample.mcmc.md import _openmm_seed, _platform
-
-    temps = np.asarray(temperatures_K, dtype=np.float64).reshape(-1)
-    k = temps.shape[0]
-    if k < 1 or np.any(temps <= 0) or np.any(np.diff(temps) <= 0):
-        raise ConfigError(f"temperatures_K must be positive and increasing, got {temps.tolist()}")
-    if n_frames < 1 or steps_per_exchange < 1 or exchanges_per_frame < 1 or equilibration_steps < 0:
-        raise ConfigError("run_remd needs n_frames, steps_per_exchange, exchanges_per_frame >= 1 and "
-                          f"equilibration_steps >= 0; got {n_frames}, {steps_per_exchange}, {exchanges_per_frame}, "
-                          f"{equilibration_steps}")
-    if hasattr(positions, "value_in_unit"):
-        positions = positions.value_in_unit(unit.nanometer)
-    pos0 = np.asarray(positions, dtype=np.float64)
+    temps, pos0 = _checked_inputs(system, positions, temperatures_K, n_frames, steps_per_exchange,
+                                  exchanges_per_frame, equilibration_steps)
     n = system.getNumParticles()
-    if pos0.shape != (n, 3):
-        raise ConfigError(f"positions have shape {pos0.shape}, the system has {n} particles; pass ({n}, 3) in nm")
-    kts = np.array([units.kT(float(t)) for t in temps])
-    rng = np.random.default_rng(seed)
-    plat = _platform(openmm, platform)
-    contexts, integrators = [], []
-    for i, t in enumerate(temps):
-        integ = openmm.LangevinMiddleIntegrator(t * unit.kelvin, friction_per_ps / unit.picosecond,
-                                                timestep_fs * unit.femtosecond)
-        integ.setRandomNumberSeed(_openmm_seed(seed * 1009 + i))
-        ctx = openmm.Context(system, integ, plat)
-        integrators.append(integ)
-        contexts.append(ctx)
-
-    frames = np.empty((n_frames, n, 3))
-    energies = np.empty(n_frames)
-    walker = np.empty(n_frames, dtype=np.int64)
-    slot = np.arange(k)  # slot[i] = replica id now at temperature i
-    offered, accepted = np.zeros(max(k - 1, 0)), np.zeros(max(k - 1, 0))
-    last_end = np.full(k, -1)  # per replica: 0 = last touched the bottom, 1 = the top
-    trips, start, exchange = 0, 0, 0
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    cpu_prev = wall_prev = 0.0
+    reps = _Replicas(system, temps, steps_per_exchange=steps_per_exchange, timestep_fs=timestep_fs,
+                     friction_per_ps=friction_per_ps, platform=platform, seed=seed)
+    rec = _Frames.empty(n_frames, n)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    # what a checkpoint must match; n_frames may differ (a run can be extended, or stopped early
-    # and finished with the frames it has)
-    sig = json.dumps({"T": temps.tolist(), "n": n, "spe": steps_per_exchange, "epf": exchanges_per_frame,
-                      "seed": seed}, sort_keys=True)
-
-    def state(i: int) -> tuple[np.ndarray, np.ndarray, float]:
-        s = contexts[i].getState(getPositions=True, getVelocities=True, getEnergy=True)
-        return (s.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
-                s.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond),
-                s.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-
-    def segment_and_swap() -> None:
-        nonlocal exchange, trips
-        for integ in integrators:
-            integ.step(int(steps_per_exchange))
-        if k == 1:
-            exchange += 1
-            return
-        st = [state(i) for i in range(k)]
-        for i in range(exchange % 2, k - 1, 2):
-            offered[i] += 1
-            la = swap_log_acceptance(st[i][2], st[i + 1][2], kts[i], kts[i + 1])
-            if la >= 0 or rng.random() < math.exp(la):
-                accepted[i] += 1
-                (xi, vi, ei), (xj, vj, ej) = st[i], st[i + 1]
-                st[i] = (xj, vj * math.sqrt(temps[i] / temps[i + 1]), ej)
-                st[i + 1] = (xi, vi * math.sqrt(temps[i + 1] / temps[i]), ei)
-                contexts[i].setPositions(st[i][0])
-                contexts[i].setVelocities(st[i][1])
-                contexts[i + 1].setPositions(st[i + 1][0])
-                contexts[i + 1].setVelocities(st[i + 1][1])
-                slot[i], slot[i + 1] = slot[i + 1], slot[i]
-        for end, idx in ((0, 0), (1, k - 1)):
-            r = slot[idx]
-            if end == 0 and last_end[r] == 1:
-                trips += 1
-            last_end[r] = end
-        exchange += 1
-
+    sig = _signature(temps, n, steps_per_exchange, exchanges_per_frame, seed)
     try:
-        resumed = False
-        if ckpt is not None and ckpt.is_file():
-            with np.load(ckpt, allow_pickle=False) as z:
-                saved = json.loads(str(z["sig"]))
-                saved.pop("frames", None)
-                if json.dumps(saved, sort_keys=True) == sig:
-                    start, exchange, trips = min(int(z["start"]), n_frames), int(z["exchange"]), int(z["trips"])
-                    frames[:start], energies[:start], walker[:start] = z["frames"][:start], z["energies"][:start], \
-                        z["walker"][:start]
-                    slot[:], last_end[:] = z["slot"], z["last_end"]
-                    offered[:], accepted[:] = z["offered"], z["accepted"]
-                    rng.bit_generator.state = json.loads(str(z["rng"]))
-                    cpu_prev, wall_prev = float(z["cpu"]), float(z["wall"])
-                    for i in range(k):
-                        contexts[i].setPositions(z["x"][i])
-                        contexts[i].setVelocities(z["v"][i])
-                        integrators[i].setRandomNumberSeed(_openmm_seed(seed * 1009 + i + 7919 * start))
-                    resumed = True
-        if not resumed:
-            for i in range(k):
-                contexts[i].setPositions(pos0)
-                openmm.LocalEnergyMinimizer.minimize(contexts[i])
-                contexts[i].setVelocitiesToTemperature(temps[i] * unit.kelvin, _openmm_seed(seed + 17 * i + 1))
-            for _ in range(max(1, equilibration_steps // steps_per_exchange) if equilibration_steps else 0):
-                segment_and_swap()
-            offered[:], accepted[:] = 0, 0
-        it: Any = range(start, n_frames)
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, desc="REMD", leave=False, initial=start, total=n_frames)
-        for f in it:
+        start = _resume(ckpt, sig, reps, rec)
+        if start is None:
+            reps.start(pos0)
+            reps.equilibrate(equilibration_steps)
+            start = 0
+        for f in _frame_range(start, n_frames, progress):
             for _ in range(exchanges_per_frame):
-                segment_and_swap()
-            x0, _, e0 = state(0)
-            frames[f], energies[f], walker[f] = x0, e0, slot[0]
+                reps.segment_and_swap()
+            x0, _, e0 = reps.state(0)
+            rec.frames[f], rec.energies[f], rec.walker[f] = x0, e0, reps.slot[0]
             if ckpt is not None and ((f + 1) % checkpoint_every == 0) and f + 1 < n_frames:
-                st = [state(i) for i in range(k)]
-                _checkpoint_save(ckpt, dict(
-                    sig=sig, start=f + 1, exchange=exchange, trips=trips, frames=frames[:f + 1],
-                    energies=energies[:f + 1], walker=walker[:f + 1], slot=slot, last_end=last_end,
-                    offered=offered, accepted=accepted, rng=json.dumps(rng.bit_generator.state),
-                    cpu=cpu_prev + time.process_time() - cpu0, wall=wall_prev + time.perf_counter() - wall0,
-                    x=np.stack([s[0] for s in st]), v=np.stack([s[1] for s in st])))
+                _save(ckpt, sig, f + 1, reps, rec)
     finally:
-        del contexts, integrators
+        reps.close()
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
-    tau = integrated_autocorrelation_time(energies) if n_frames >= 8 else float("nan")
-    rates = np.where(offered > 0, accepted / np.maximum(offered, 1), np.nan)
-    total_steps = k * (equilibration_steps + n_frames * exchanges_per_frame * steps_per_exchange)
-    return REMDResult(frames=frames, energies=energies, temperatures_K=temps, swap_rates=rates, walker=walker,
-                      round_trips=trips, n_steps=int(total_steps), tau_int=tau if math.isfinite(tau) else None,
-                      wall_time_s=wall_prev + time.perf_counter() - wall0,
-                      cpu_time_s=cpu_prev + time.process_time() - cpu0)
+    tau = integrated_autocorrelation_time(rec.energies) if n_frames >= 8 else float("nan")
+    rates = np.where(reps.offered > 0, reps.accepted / np.maximum(reps.offered, 1), np.nan)
+    total_steps = reps.k * (equilibration_steps + n_frames * exchanges_per_frame * steps_per_exchange)
+    return REMDResult(frames=rec.frames, energies=rec.energies, temperatures_K=temps, swap_rates=rates,
+                      walker=rec.walker, round_trips=reps.trips, n_steps=int(total_steps),
+                      tau_int=tau if math.isfinite(tau) else None, wall_time_s=rec.wall(), cpu_time_s=rec.cpu())
 
 
 def remd_frames(system: Any, n: int, *, kT: float, seed: int = 0, progress: bool = False,

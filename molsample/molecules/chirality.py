@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from molsample.errors import ConfigError, ShapeError
+from molsample.molecules.topology_graph import atomic_number, bond_graph, find_atom, wl_colours
 
 __all__ = [
     "ChiralCenter",
@@ -289,38 +290,6 @@ def drop_wrong_handed_log_weights(logw: Tensor, x: Tensor, centers: Sequence[Chi
 # --------------------------------------------------------------------------- detection
 
 
-def _bond_graph(topology: Any) -> list[list[int]]:
-    nbrs: list[list[int]] = [[] for _ in range(topology.n_atoms)]
-    for bond in topology.bonds:
-        i, j = bond[0].index, bond[1].index
-        if j not in nbrs[i]:
-            nbrs[i].append(j)
-            nbrs[j].append(i)
-    return nbrs
-
-
-def _atomic_number(atom: Any) -> int:
-    el = getattr(atom, "element", None)
-    return int(el.atomic_number) if el is not None and el.atomic_number is not None else 0
-
-
-def _wl_colours(z: list[int], nbrs: list[list[int]]) -> list[int]:
-    """Weisfeiler–Lehman refinement of atom colours (element, then neighbourhoods) to a fixed point.
-
-    Two atoms with different colours head non-isomorphic branches; equal colours mark (almost
-    always) symmetry-equivalent atoms such as the three hydrogens of a methyl group.
-    """
-    colours = list(z)
-    for _ in range(len(z)):
-        keys = [(colours[i], tuple(sorted(colours[j] for j in nbrs[i]))) for i in range(len(z))]
-        table = {k: r for r, k in enumerate(sorted(set(keys)))}
-        new = [table[k] for k in keys]
-        if len(set(new)) == len(set(colours)):
-            return new
-        colours = new
-    return colours
-
-
 def chiral_centers_from_topology(topology: Any, reference: Any = None,
                                  elements: Sequence[str] = ("C",)) -> list[ChiralCenter]:
     """Stereocentres found from the bonds of an mdtraj topology.
@@ -340,9 +309,9 @@ def chiral_centers_from_topology(topology: Any, reference: Any = None,
         the centres in atom order.
     """
     atoms = list(topology.atoms)
-    nbrs = _bond_graph(topology)
-    z = [_atomic_number(a) for a in atoms]
-    colours = _wl_colours(z, nbrs)
+    nbrs = bond_graph(topology)
+    z = [atomic_number(a) for a in atoms]
+    colours = wl_colours(z, nbrs)
     ref = None
     if reference is not None:
         ref = np.asarray(reference.detach().cpu() if isinstance(reference, Tensor) else reference, dtype=np.float64)
@@ -375,18 +344,6 @@ def chiral_centers_from_topology(topology: Any, reference: Any = None,
         centers.append(ChiralCenter(center=i, neighbors=(a, b, d), reference_sign=sign,
                                     name=f"{atom.residue.name}{atom.residue.resSeq}:{atom.name}", handedness=label))
     return centers
-
-
-def _find_atom(topology: Any, name: str, residue: str | None, resid: int | None, where: str) -> int:
-    hits = [a.index for a in topology.atoms
-            if a.name == name and (residue is None or a.residue.name == residue)
-            and (resid is None or a.residue.resSeq == resid)]
-    if len(hits) != 1:
-        what = f"atom {name!r}" + (f" in residue {residue!r}" if residue else "")
-        what += f" {resid}" if resid is not None else ""
-        fix = "add resid = <residue number> to the entry" if hits else "check the atom and residue names"
-        raise ConfigError(f"{where}: {what} matches {len(hits)} atoms of the topology; {fix}")
-    return hits[0]
 
 
 def chiral_centers_from_card(card: dict, topology: Any = None) -> list[ChiralCenter]:
@@ -428,7 +385,7 @@ def chiral_centers_from_card(card: dict, topology: Any = None) -> list[ChiralCen
         if names is None and indices is None:
             raise ConfigError(f"{w} needs atoms = [names] or indices = [4 ints]")
         if names is not None and topology is not None:
-            resolved = [_find_atom(topology, str(nm), residue, resid, w) for nm in names]
+            resolved = [find_atom(topology, str(nm), residue, resid, w) for nm in names]
             if indices is not None and list(indices) != resolved:
                 raise ConfigError(f"{w}: atoms {names} are indices {resolved} in the topology, but "
                                   f"indices = {indices}; fix one of them")

@@ -18,9 +18,10 @@ Architecture (fully connected graph over the n particles, batched; no loops over
 * one layer: a channel-wise tensor product (``uvu`` paths, e3nn's ``TensorProduct`` with
   Clebsch–Gordan coefficients :func:`e3nn.o3.wigner_3j`) h_j ⊗ Y(r̂_ij) with per-edge weights from a
   radial MLP (:class:`e3nn.nn.FullyConnectedNet`), summed over neighbours j ≠ i and divided by
-  √(n − 1) (contracted over neighbours with dense matrix products, see ``_Convolution``); a linear
-  self-interaction (:class:`e3nn.o3.Linear`); a gated nonlinearity (:class:`e3nn.nn.Gate`: SiLU
-  on ``0e``, tanh on ``0o``, sigmoid gates on l ≥ 1); a residual connection;
+  √(n − 1) (contracted over neighbours with dense matrix products,
+  :class:`~molsample.nets.e3nn_conv.Convolution`); a linear self-interaction
+  (:class:`e3nn.o3.Linear`); a gated nonlinearity (:class:`e3nn.nn.Gate`: SiLU on ``0e``, tanh on
+  ``0o``, sigmoid gates on l ≥ 1); a residual connection;
 * hidden irreps with both parities up to ``lmax_hidden``: ``H×0e + H×0o + (H/2)×1o + (H/2)×1e``
   (+ ``(H/4)×2e + (H/4)×2o`` for ``lmax_hidden = 2``; H = ``hidden``; multiplicity H·2^{−l},
   at least 1);
@@ -47,18 +48,9 @@ from torch import Tensor, nn
 from molsample.errors import ConfigError, ShapeError
 from molsample.molecules.topology import atom_types_from_topology
 from molsample.nets.common import batch_time, fourier_features
+from molsample.nets.e3nn_conv import Convolution, load_e3nn, senders
 
 __all__ = ["E3NNVelocity", "atom_types_from_topology"]
-
-
-def _e3nn():
-    try:
-        from e3nn import nn as enn
-        from e3nn import o3
-        from e3nn.math import soft_one_hot_linspace
-    except ImportError as exc:  # pragma: no cover - e3nn is a dependency
-        raise ConfigError("the 'e3nn' net needs the e3nn package; install it with `pip install e3nn`") from exc
-    return o3, enn, soft_one_hot_linspace
 
 
 def _so3_labels(irreps, chiral: bool):
@@ -67,180 +59,10 @@ def _so3_labels(irreps, chiral: bool):
     For rotations the two parities of one l are the same representation, so an e3nn layer built on
     the relabelled irreps is SO(3)-equivariant and mixes true and pseudo tensors.
     """
-    o3, _, _ = _e3nn()
+    o3, _, _ = load_e3nn()
     if not chiral:
         return irreps
     return o3.Irreps([(mul, (ir.l, (-1) ** ir.l)) for mul, ir in irreps])
-
-
-class _Convolution(nn.Module):
-    r"""Σ_{j≠i} TP_uvu(h_j, Y(r̂_ij); w(d_ij)) / √(n − 1) on the dense graph.
-
-    The tensor product is e3nn's ``TensorProduct`` with ``uvu`` paths (input irrep (u × l₁) ⊗
-    spherical harmonic l₂ → u × l_out, one weight per channel u and edge) and component
-    normalization: for a path p,
-
-        out_i[u, k] = Σ_j w_ij[p, u] Σ_{a,b} √(2l_out + 1) · C^{l₁ l₂ l_out}_{a b k} h_j[u, a] Y_ij[b]
-
-    with C = :func:`e3nn.o3.wigner_3j` (tests check it against ``o3.TensorProduct``). It is computed
-    without materializing per-edge messages: G_ij[a, k] = Σ_b C_{abk} Y_ij[b] is formed per
-    (l₁, l₂, l_out), then out_i = Σ_{j, a} (w_ij h_j)[u, a] G_ij[a, k] is one batched matrix product
-    per path that contracts neighbours and components together — dense GEMMs instead of the
-    per-edge 3 × 3 products of a generic sparse tensor product, forward, backward and JVP alike.
-    """
-
-    def __init__(self, irreps_in, irreps_sh, lmax_out: int | None, keep_l: set[int] | None,
-                 n_basis: int, radial_hidden: int) -> None:
-        super().__init__()
-        o3, enn, _ = _e3nn()
-        irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
-        paths, mid = [], []
-        for i, (mul, ir_in) in enumerate(irreps_in):
-            for j, (_, ir_sh) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if lmax_out is not None and ir_out.l > lmax_out:
-                        continue
-                    if keep_l is not None and ir_out.l not in keep_l:
-                        continue
-                    paths.append((i, j, ir_out.l))
-                    mid.append((mul, ir_out))
-        if not paths:
-            raise ConfigError("E3NNVelocity: no tensor-product path reaches the requested output; raise lmax")
-        irreps_mid, perm, _ = o3.Irreps(mid).sort()
-        self.irreps_in, self.irreps_sh, self.irreps_out = irreps_in, irreps_sh, irreps_mid
-        self.paths = paths
-        self.order = [perm.index(k) for k in range(len(paths))]  # output block k is path order[k]
-        self.mul = [irreps_in[i].mul for i, _, _ in paths]
-        self.weight_numel = sum(self.mul)
-        # Clebsch-Gordan blocks √(2l_out + 1)·C^{l₁ l₂ l_out}, kept in float64 (constants, not state)
-        self._cg: dict[tuple[int, int, int], Tensor] = {}
-        for i, j, l_out in paths:
-            key = (irreps_in[i].ir.l, irreps_sh[j].ir.l, l_out)
-            if key not in self._cg:
-                self._cg[key] = o3.wigner_3j(*key, dtype=torch.float64) * math.sqrt(2 * l_out + 1)
-        self.radial = enn.FullyConnectedNet([n_basis, radial_hidden, self.weight_numel], act=F.silu)
-
-    def _sender_parts(self, h: Tensor) -> list[Tensor]:
-        """Per input irrep, the senders' features with components before channels: ``(B, n, n−1, A, u)``."""
-        B, n = h.shape[:2]
-        return [_senders(blk.reshape(B, n, mul, ir.dim).transpose(-1, -2).reshape(B, n, ir.dim * mul))
-                .reshape(B, n, n - 1, ir.dim, mul)
-                for blk, (mul, ir) in zip(h.split([mi.dim for mi in self.irreps_in], dim=-1), self.irreps_in)]
-
-    def _key(self, i: int, j: int, l_out: int) -> tuple[int, int, int]:
-        return (self.irreps_in[i].ir.l, self.irreps_sh[j].ir.l, l_out)
-
-    def _g(self, y: Tensor, key: tuple[int, int, int]) -> Tensor:
-        """G[a, k] = Σ_b C_{abk} Y[b] for ``y: (..., S)`` → ``(..., A, K)``."""
-        cg = self._cg[key].to(dtype=y.dtype, device=y.device)
-        return torch.einsum("...s,ask->...ak", y, cg)
-
-    def forward(self, h: Tensor, sh: Tensor, emb: Tensor) -> Tensor:
-        """``h: (B, n, dim_in)``, ``sh``/``emb``: ``(B, n, n−1, ·)`` edge features → ``(B, n, dim_mid)``."""
-        B, n = h.shape[:2]
-        m = n - 1
-        h_parts = self._sender_parts(h)
-        y_parts = sh.split([mi.dim for mi in self.irreps_sh], dim=-1)
-        w_parts = self.radial(emb).split(self.mul, dim=-1)
-        g_cache: dict[tuple[int, int, int], Tensor] = {}
-        outs = []
-        for (i, j, l_out), w in zip(self.paths, w_parts):
-            key = self._key(i, j, l_out)
-            if key not in g_cache:
-                g_cache[key] = self._g(y_parts[j], key)
-            g = g_cache[key]  # (B, n, n−1, A, K)
-            A, K = g.shape[3], g.shape[4]
-            left = h_parts[i] * w[..., None, :]  # (B, n, n−1, A, u)
-            u = left.shape[-1]
-            # out_i[k, u] = Σ_{j, a} G_ij[a, k] (w_ij h_j)[a, u]: one matrix product per receiver
-            out = torch.bmm(g.reshape(B * n, m * A, K).transpose(1, 2), left.reshape(B * n, m * A, u))
-            outs.append(out.transpose(1, 2).reshape(B, n, u * K))
-        return torch.cat([outs[k] for k in self.order], dim=-1) / math.sqrt(m)
-
-    def tangent(self, h: Tensor, dh: Tensor | None, sh: Tensor, emb: Tensor, dsh: Tensor,
-                demb: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The output and its derivatives along all 3n coordinate directions (forward mode).
-
-        Args:
-            h: ``(B, n, dim_in)`` node features; ``dh``: their tangents ``(B, n, T, dim_in)`` for the
-                T = 3n directions (p, c) ↦ T-index 3p + c, or ``None`` when they are zero.
-            sh, emb: edge features ``(B, n, n−1, ·)``; ``dsh``, ``demb``: ``(3, B, n, n−1, ·)``, their
-                derivatives along r_ij ↦ r_ij + e_c.
-        Returns:
-            ``(out (B, n, dim_mid), dout (B, n, T, dim_mid))``.
-
-        Direction (p, c) moves x_p along e_c, so r_ij changes by (δ_ip − δ_jp) e_c: the edge terms
-        (through Y and w) reach receiver p from all its edges and every other receiver i from its
-        edge to p; the node term (through h_j) is the convolution of ``dh`` with fixed Y and w.
-        """
-        B, n = h.shape[:2]
-        m, T = n - 1, 3 * n
-        h_parts = self._sender_parts(h)
-        y_parts = sh.split([mi.dim for mi in self.irreps_sh], dim=-1)
-        dy_parts = dsh.split([mi.dim for mi in self.irreps_sh], dim=-1)
-        w_all = self.radial(emb)
-        dw_all = torch.stack([torch.func.jvp(self.radial, (emb,), (demb[c],))[1] for c in range(3)])
-        w_parts = w_all.split(self.mul, dim=-1)
-        dw_parts = dw_all.split(self.mul, dim=-1)
-        dh_parts = None
-        if dh is not None:
-            # per input irrep, (B, n, T, u, A) → (B·u, T, n·A): the directions as rows, senders as columns
-            dh_parts = [blk.reshape(B, n, T, mul, ir.dim).permute(0, 3, 2, 1, 4).reshape(B * mul, T, n * ir.dim)
-                        for blk, (mul, ir) in zip(dh.split([mi.dim for mi in self.irreps_in], dim=-1),
-                                                  self.irreps_in)]
-        g_cache: dict[tuple[int, int, int], tuple[Tensor, Tensor]] = {}
-        outs, douts = [], []
-        for (i, j, l_out), w, dw in zip(self.paths, w_parts, dw_parts):
-            key = self._key(i, j, l_out)
-            if key not in g_cache:
-                g_cache[key] = (self._g(y_parts[j], key), self._g(dy_parts[j], key))
-            g, dg = g_cache[key]  # (B, n, n−1, A, K), (3, B, n, n−1, A, K)
-            A, K = g.shape[3], g.shape[4]
-            hp = h_parts[i]
-            u = hp.shape[-1]
-            gt = g.reshape(B * n, m * A, K).transpose(1, 2)
-            out = torch.bmm(gt, (hp * w[..., None, :]).reshape(B * n, m * A, u))
-            outs.append(out.transpose(1, 2).reshape(B, n, u * K))
-            # edge terms, per edge: M_c = w ⊙ TP(h_j, ∂_c Y) + ∂_c w ⊙ TP(h_j, Y), (3, B, n, n−1, u, K)
-            p_y = torch.einsum("bikau,bikaq->bikuq", hp, g)
-            p_dy = torch.einsum("bikau,cbikaq->cbikuq", hp, dg)
-            msg = (p_dy * w[None, ..., None] + p_y[None] * dw[..., None]).reshape(3, B, n, m, u * K)
-            full = _scatter_senders(msg)  # (3, B, n_i, n_j, uK), zero on the diagonal
-            geo = -full.permute(1, 2, 3, 0, 4)  # (B, n_i, n_p, 3, uK): receiver i ≠ p, edge (i, p)
-            idx = torch.arange(n, device=h.device)
-            geo[:, idx, idx] += msg.sum(3).permute(1, 2, 0, 3)  # receiver p: all its edges
-            dout = geo.reshape(B, n, T, u * K)
-            if dh_parts is not None:
-                # node term Σ_{j,a} dh_j[T, u, a] w_ij[u] G_ij[a, k]: for each (sample, channel u) one
-                # (T × n·A) @ (n·A × n·K) product with the edge operator laid out densely (zero for i = j)
-                op = _scatter_senders((g[..., None] * w[:, :, :, None, None, :]).reshape(B, n, m, A * K * u))
-                op = op.reshape(B, n, n, A, K, u).permute(0, 5, 2, 3, 1, 4).reshape(B * u, n * A, n * K)
-                dn = torch.bmm(dh_parts[i], op)  # (B·u, T, n·K)
-                dout = dout + dn.reshape(B, u, T, n, K).permute(0, 3, 2, 1, 4).reshape(B, n, T, u * K)
-            douts.append(dout)
-        scale = 1.0 / math.sqrt(m)
-        return (torch.cat([outs[k] for k in self.order], dim=-1) * scale,
-                torch.cat([douts[k] for k in self.order], dim=-1) * scale)
-
-
-def _scatter_senders(e: Tensor) -> Tensor:
-    """Inverse of :func:`_senders` on edge data: ``(..., n, n−1, D)`` → ``(..., n, n, D)``, zero diagonal."""
-    *lead, n, m, D = e.shape
-    z = e.new_zeros(*lead, m, n + 1, D)
-    z[..., :, :n, :] = e.reshape(*lead, m, n, D)
-    flat = torch.cat([e.new_zeros(*lead, 1, D), z.reshape(*lead, m * (n + 1), D)], dim=-2)
-    return flat.reshape(*lead, n, n, D)
-
-
-def _senders(h: Tensor) -> Tensor:
-    """``h: (B, n, D)`` → ``(B, n, n−1, D)`` whose row i lists h_j for j ≠ i in increasing j.
-
-    The off-diagonal entries of an n × n grid, in row-major order, are the flat entries 1 … n² − 1
-    viewed as (n − 1) rows of n + 1 with the last column (the next diagonal entry) dropped.
-    """
-    B, n, D = h.shape
-    grid = h[:, None, :, :].expand(B, n, n, D).reshape(B, n * n, D)
-    return grid[:, 1:].reshape(B, n - 1, n + 1, D)[:, :, :n].reshape(B, n, n - 1, D)
 
 
 class _Layer(nn.Module):
@@ -249,14 +71,14 @@ class _Layer(nn.Module):
     def __init__(self, irreps_in, irreps_hidden, irreps_sh, lmax: int, n_basis: int, radial_hidden: int,
                  chiral: bool) -> None:
         super().__init__()
-        o3, enn, _ = _e3nn()
+        o3, enn, _ = load_e3nn()
         irreps_in, irreps_hidden = o3.Irreps(irreps_in), o3.Irreps(irreps_hidden)
         scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l == 0])
         gated = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l > 0])
         gates = o3.Irreps([(gated.num_irreps, "0e")]) if gated.num_irreps else o3.Irreps("")
         acts = [F.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
         self.gate = enn.Gate(scalars, acts, gates, [torch.sigmoid] * len(gates), gated)
-        self.conv = _Convolution(irreps_in, irreps_sh, lmax, None, n_basis, radial_hidden)
+        self.conv = Convolution(irreps_in, irreps_sh, lmax, None, n_basis, radial_hidden)
         self.lin = o3.Linear(_so3_labels(self.conv.irreps_out, chiral), _so3_labels(self.gate.irreps_in, chiral))
         self.self_lin = o3.Linear(_so3_labels(irreps_in, chiral), _so3_labels(self.gate.irreps_in, chiral))
         self.residual = irreps_in == self.gate.irreps_out
@@ -267,7 +89,7 @@ class _Layer(nn.Module):
 
     def tangent(self, h: Tensor, dh: Tensor | None, sh: Tensor, emb: Tensor, dsh: Tensor,
                 demb: Tensor) -> tuple[Tensor, Tensor]:
-        """Output ``(B, n, dim)`` and its tangents ``(B, n, T, dim)``; see :meth:`_Convolution.tangent`."""
+        """Output ``(B, n, dim)`` and its tangents ``(B, n, T, dim)``; see :meth:`Convolution.tangent`."""
         c, dc = self.conv.tangent(h, dh, sh, emb, dsh, demb)
         pre = self.lin(c) + self.self_lin(h)
         dpre = self.lin(dc)
@@ -326,7 +148,7 @@ class E3NNVelocity(nn.Module):
                  r_min: float = 0.05, r_max: float = 8.0, chiral: bool = True,
                  atom_types: list[int] | None = None) -> None:
         super().__init__()
-        o3, _, _ = _e3nn()
+        o3, _, _ = load_e3nn()
         if dim != 3:
             raise ConfigError(f"the 'e3nn' net works in 3-D only, got dim={dim}; use 'egnn' or 'mlp'")
         if n_particles < 2:
@@ -382,7 +204,7 @@ class E3NNVelocity(nn.Module):
             self.layers.append(layer)
             irreps_in = layer.gate.irreps_out
         # last layer: only l = 1 messages are needed for the vector output
-        self.out_conv = _Convolution(irreps_in, self.irreps_sh, None, {1}, n_basis, radial_hidden)
+        self.out_conv = Convolution(irreps_in, self.irreps_sh, None, {1}, n_basis, radial_hidden)
         irreps_v = o3.Irreps("1x1o")
         self.out_lin = o3.Linear(_so3_labels(self.out_conv.irreps_out, self.chiral), irreps_v)
         # widest convolution output: the tangents of one sample hold a few (n, 3n, width) arrays
@@ -396,7 +218,7 @@ class E3NNVelocity(nn.Module):
 
     def _edge_features(self, r: Tensor) -> tuple[Tensor, Tensor]:
         """Spherical harmonics ``(…, dim_sh)`` and radial basis ``(…, n_basis)`` of ``r: (…, 3)``."""
-        _, _, soft_one_hot_linspace = _e3nn()
+        _, _, soft_one_hot_linspace = load_e3nn()
         sh = self.sh(r)
         d = torch.sqrt((r * r).sum(-1) + 1e-12)
         u = torch.log(d + self.r_min)
@@ -416,7 +238,7 @@ class E3NNVelocity(nn.Module):
         """Velocity ``(batch, n, 3)`` with zero mean over particles."""
         self._check(x)
         h = self._h0(t, x)
-        sh, emb = self._edge_features(x[:, :, None, :] - _senders(x))  # r_ij = x_i − x_j over j ≠ i
+        sh, emb = self._edge_features(x[:, :, None, :] - senders(x))  # r_ij = x_i − x_j over j ≠ i
         for layer in self.layers:
             h = layer(h, sh, emb)
         v = self.out_lin(self.out_conv(h, sh, emb))
@@ -449,7 +271,7 @@ class E3NNVelocity(nn.Module):
     def _v_div(self, tb: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         B, n, _ = x.shape
         h = self._h0(tb, x)
-        r = x[:, :, None, :] - _senders(x)
+        r = x[:, :, None, :] - senders(x)
         sh, emb = self._edge_features(r)
         eye = torch.eye(3, dtype=x.dtype, device=x.device)
         d_edge = [torch.func.jvp(self._edge_features, (r,), (eye[c].expand_as(r),))[1] for c in range(3)]

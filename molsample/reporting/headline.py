@@ -3,6 +3,7 @@ loud warnings about the weights, and the "where the time goes" table."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -72,104 +73,151 @@ def _json_num(v: Any) -> Any:
     return v
 
 
-def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """``(headline, summary, warnings)``: display label → value, machine key → number, warning lines."""
+@dataclasses.dataclass
+class _Headline:
+    """What :func:`build_headline` fills in, in display order: label → value, key → number, warning lines."""
+
+    head: dict[str, Any]
+    summary: dict[str, Any]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def _identity(d: RunData) -> _Headline:
+    """System, kind, method and the shape of the samples."""
     n, n_particles, dim = d.shape
-    head: dict[str, Any] = {"system": d.attrs.get("system"), "kind": d.attrs.get("kind"),
-                            "method": d.attrs.get("method"), "samples": n,
-                            "particles × dim": f"{n_particles} × {dim}"}
-    summary: dict[str, Any] = {"system": d.attrs.get("system"), "kind": d.attrs.get("kind"),
-                               "method": d.attrs.get("method"), "n_samples": n, "n_particles": n_particles, "dim": dim,
-                               "energy_unit": d.flow.energy_unit, "length_unit": d.flow.length_unit}
-    warnings: list[str] = []
-    unusable = unusable_note(d.diag.ess, n) if d.diag is not None else ""
-    if d.diag is not None:
-        g = d.diag
-        head["ESS (fraction)"] = g.ess
-        head["ESS (samples)"] = g.ess_samples
-        head["log Z"] = g.log_z_text()
-        head["largest weight share"] = f"{100 * g.max_share:.3g}%" if math.isfinite(g.max_share) else None
-        head["samples carrying half the weight"] = g.n_half
-        head["non-finite weights"] = g.n_nonfinite
-        gd = g.to_dict()
-        warnings += gd.pop("warnings")
-        summary.update({k: gd[k] for k in ("ess", "ess_samples", "log_z", "log_z_se", "log_z_se_method",
-                                           "log_z_reliable", "max_weight_share", "n_half_weight")})
-        summary.update(n_nonfinite_weights=gd["n_nonfinite"], degenerate_weights=gd["degenerate"])
-        summary["reweighted_usable"] = not unusable
-        dropped = int(d.attrs.get("chirality_dropped") or 0)
-        if dropped and g.n_nonfinite:
-            d.notes.append(f"{min(dropped, g.n_nonfinite)} of the {g.n_nonfinite} samples with a non-finite log-weight "
-                           "are mirror images given weight 0 by the chirality fix, not failed energies")
+    head = {"system": d.attrs.get("system"), "kind": d.attrs.get("kind"), "method": d.attrs.get("method"),
+            "samples": n, "particles × dim": f"{n_particles} × {dim}"}
+    summary = {"system": d.attrs.get("system"), "kind": d.attrs.get("kind"), "method": d.attrs.get("method"),
+               "n_samples": n, "n_particles": n_particles, "dim": dim,
+               "energy_unit": d.flow.energy_unit, "length_unit": d.flow.length_unit}
+    return _Headline(head, summary)
+
+
+def _add_weights(h: _Headline, d: RunData, unusable: str) -> None:
+    """ESS, log Z and the weight diagnostics; a note when mirror images explain non-finite weights."""
+    g = d.diag
+    if g is None:
+        return
+    h.head["ESS (fraction)"] = g.ess
+    h.head["ESS (samples)"] = g.ess_samples
+    h.head["log Z"] = g.log_z_text()
+    h.head["largest weight share"] = f"{100 * g.max_share:.3g}%" if math.isfinite(g.max_share) else None
+    h.head["samples carrying half the weight"] = g.n_half
+    h.head["non-finite weights"] = g.n_nonfinite
+    gd = g.to_dict()
+    h.warnings += gd.pop("warnings")
+    h.summary.update({k: gd[k] for k in ("ess", "ess_samples", "log_z", "log_z_se", "log_z_se_method",
+                                         "log_z_reliable", "max_weight_share", "n_half_weight")})
+    h.summary.update(n_nonfinite_weights=gd["n_nonfinite"], degenerate_weights=gd["degenerate"])
+    h.summary["reweighted_usable"] = not unusable
+    dropped = int(d.attrs.get("chirality_dropped") or 0)
+    if dropped and g.n_nonfinite:
+        d.notes.append(f"{min(dropped, g.n_nonfinite)} of the {g.n_nonfinite} samples with a non-finite log-weight "
+                       "are mirror images given weight 0 by the chirality fix, not failed energies")
+
+
+def _add_energies(h: _Headline, d: RunData) -> None:
+    """How many flow samples have a non-finite energy."""
     if d.flow.energy is not None:
         nonfinite_e = int((~np.isfinite(d.flow.energy)).sum())
         if nonfinite_e:
-            head["non-finite energies"] = nonfinite_e
-        summary["n_nonfinite_energies"] = nonfinite_e
+            h.head["non-finite energies"] = nonfinite_e
+        h.summary["n_nonfinite_energies"] = nonfinite_e
+
+
+def _add_reference(h: _Headline, d: RunData, unusable: str) -> None:
+    """The reference's source and size, and the energy W2 of every sample set to it."""
     ref = d.ref
-    if ref is not None:
-        head["reference"] = d.reference_source
-        head["reference samples"] = ref.x.shape[0]
-        summary.update(reference=d.reference_source, n_reference=ref.x.shape[0])
-        if d.flow.energy is not None and ref.energy is not None:
-            if ref.energy_unit and ref.energy_unit != d.flow.energy_unit:
-                d.notes.append(f"reference energies are in {ref.energy_unit}, the run's in {d.flow.energy_unit}; no W2")
-            else:
-                u = unit_label(d.flow.energy_unit)
-                w2 = {"flow": _energy_w2(d.flow.energy, ref.energy, None)}
-                head[f"energy W2 to reference, flow [{u}]"] = w2["flow"]
-                if d.weights is not None:
-                    w2["reweighted"] = _energy_w2(d.flow.energy, ref.energy, d.weights)
-                    head[f"energy W2 to reference, reweighted [{u}]"] = _marked(w2["reweighted"], unusable)
-                for s, role in d.extras:
-                    if s.energy is not None:
-                        w2[role] = head[f"energy W2 to reference, {s.label} [{u}]"] = _energy_w2(
-                            s.energy, ref.energy, None)
-                summary["energy_w2"] = {k: _json_num(v) for k, v in w2.items()}
+    if ref is None:
+        return
+    h.head["reference"] = d.reference_source
+    h.head["reference samples"] = ref.x.shape[0]
+    h.summary.update(reference=d.reference_source, n_reference=ref.x.shape[0])
+    if d.flow.energy is None or ref.energy is None:
+        return
+    if ref.energy_unit and ref.energy_unit != d.flow.energy_unit:
+        d.notes.append(f"reference energies are in {ref.energy_unit}, the run's in {d.flow.energy_unit}; no W2")
+        return
+    u = unit_label(d.flow.energy_unit)
+    w2 = {"flow": _energy_w2(d.flow.energy, ref.energy, None)}
+    h.head[f"energy W2 to reference, flow [{u}]"] = w2["flow"]
+    if d.weights is not None:
+        w2["reweighted"] = _energy_w2(d.flow.energy, ref.energy, d.weights)
+        h.head[f"energy W2 to reference, reweighted [{u}]"] = _marked(w2["reweighted"], unusable)
+    for s, role in d.extras:
+        if s.energy is not None:
+            w2[role] = h.head[f"energy W2 to reference, {s.label} [{u}]"] = _energy_w2(s.energy, ref.energy, None)
+    h.summary["energy_w2"] = {k: _json_num(v) for k, v in w2.items()}
+
+
+def _add_bonds(h: _Headline, d: RunData, unusable: str) -> None:
+    """Bond RMSDs to the reference's mean bond lengths; a warning when the flow does not resolve the bonds."""
     bonds = d.bond_comparison
-    if bonds is not None:
-        u = d.flow.length_unit
-        head[f"bond RMSD to reference mean bonds, flow [{u}]"] = f"{fmt(bonds.flow)} ({bonds.ratio:.2f}× thermal)"
-        if bonds.reweighted is not None:
-            head[f"bond RMSD to reference mean bonds, reweighted [{u}]"] = _marked(bonds.reweighted, unusable)
-        head[f"bond RMSD of the reference itself (thermal) [{u}]"] = bonds.thermal
-        summary["bond_rmsd"] = {"flow": _json_num(bonds.flow), "reweighted": _json_num(bonds.reweighted),
-                                "thermal": _json_num(bonds.thermal), "flow_over_thermal": _json_num(bonds.ratio)}
-        if bonds.ratio > BOND_RATIO_WARN:
-            warnings.append(f"the flow's bond lengths scatter {bonds.ratio:.1f}× more around the reference's mean "
-                            "bond lengths than the reference's own (thermal) scatter: the flow does not resolve the "
-                            "covalent bonds, so expect energies far above the reference's and weights near the 1/n "
-                            "floor; train the flow longer or on a bond-aware prior")
+    if bonds is None:
+        return
+    u = d.flow.length_unit
+    h.head[f"bond RMSD to reference mean bonds, flow [{u}]"] = f"{fmt(bonds.flow)} ({bonds.ratio:.2f}× thermal)"
+    if bonds.reweighted is not None:
+        h.head[f"bond RMSD to reference mean bonds, reweighted [{u}]"] = _marked(bonds.reweighted, unusable)
+    h.head[f"bond RMSD of the reference itself (thermal) [{u}]"] = bonds.thermal
+    h.summary["bond_rmsd"] = {"flow": _json_num(bonds.flow), "reweighted": _json_num(bonds.reweighted),
+                              "thermal": _json_num(bonds.thermal), "flow_over_thermal": _json_num(bonds.ratio)}
+    if bonds.ratio > BOND_RATIO_WARN:
+        h.warnings.append(f"the flow's bond lengths scatter {bonds.ratio:.1f}× more around the reference's mean "
+                          "bond lengths than the reference's own (thermal) scatter: the flow does not resolve the "
+                          "covalent bonds, so expect energies far above the reference's and weights near the 1/n "
+                          "floor; train the flow longer or on a bond-aware prior")
+
+
+def _add_run_attrs(h: _Headline, d: RunData) -> None:
+    """kT, wall time, the root attributes of :data:`ATTR_LABELS` and the stage times."""
     kT = d.attrs.get("kT")
     if kT is not None:
         reduced = d.flow.energy_unit in ("reduced", "")
-        head["kT"] = f"{fmt(float(kT))} " + ("(reduced units)" if reduced else d.flow.energy_unit)
-        summary["kT"] = float(kT)
+        h.head["kT"] = f"{fmt(float(kT))} " + ("(reduced units)" if reduced else d.flow.energy_unit)
+        h.summary["kT"] = float(kT)
     wall = d.attrs.get("wall_time_s")
     if isinstance(wall, (int, float, np.number)) and fmt_time(float(wall)):
-        head["wall time"] = fmt_time(float(wall))
-        summary["wall_time_s"] = float(wall)
+        h.head["wall time"] = fmt_time(float(wall))
+        h.summary["wall_time_s"] = float(wall)
     for key, label in ATTR_LABELS.items():
-        if d.attrs.get(key) is not None and label not in head:
-            head[label] = d.attrs[key]
-            summary[key] = _json_num(d.attrs[key])
+        if d.attrs.get(key) is not None and label not in h.head:
+            h.head[label] = d.attrs[key]
+            h.summary[key] = _json_num(d.attrs[key])
     times = stage_times(d.attrs)
     if times:
-        summary["stage_cpu_s"] = {s: c for s, c, _ in times if c is not None}
-        summary["stage_wall_s"] = {s: w for s, _, w in times if w is not None}
+        h.summary["stage_cpu_s"] = {s: c for s, c, _ in times if c is not None}
+        h.summary["stage_wall_s"] = {s: w for s, _, w in times if w is not None}
+
+
+def _add_checks_and_cost(h: _Headline, d: RunData) -> None:
+    """The solver check, the reference coverage and the sampling cost."""
+    n = d.shape[0]
     for rows, part, warned, key in (solver_check_rows(d.attrs, d.diag.log_z_se if d.diag is not None else math.nan),
                                     coverage_rows(d)):
-        head.update(rows)
-        warnings += warned
+        h.head.update(rows)
+        h.warnings += warned
         if part:
-            summary[key] = part
+            h.summary[key] = part
     cost = sampling_cost(d.attrs, d.diag.ess, n) if d.diag is not None else None
     if cost is not None:
-        head.update(cost.rows())
-        summary["cost"] = cost.to_dict()
-    summary = {k: _json_num(v) for k, v in summary.items()}
-    summary["warnings"] = warnings
-    return head, summary, warnings
+        h.head.update(cost.rows())
+        h.summary["cost"] = cost.to_dict()
+
+
+def build_headline(d: RunData) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """``(headline, summary, warnings)``: display label → value, machine key → number, warning lines."""
+    unusable = unusable_note(d.diag.ess, d.shape[0]) if d.diag is not None else ""
+    h = _identity(d)
+    _add_weights(h, d, unusable)
+    _add_energies(h, d)
+    _add_reference(h, d, unusable)
+    _add_bonds(h, d, unusable)
+    _add_run_attrs(h, d)
+    _add_checks_and_cost(h, d)
+    summary = {k: _json_num(v) for k, v in h.summary.items()}
+    summary["warnings"] = h.warnings
+    return h.head, summary, h.warnings
 
 
 def solver_check_rows(attrs: dict[str, Any], log_z_se: float) -> tuple[dict[str, str], dict, list[str], str]:

@@ -26,7 +26,7 @@ from molsample.molecules.chirality import (
 )
 from molsample.testing import random_orthogonal
 
-CA, N_, C_, CB, HA = 8, 6, 14, 10, 9  # atom indices of systems/aldp.pdb
+CA, N_, C_, CB, HA = 8, 6, 14, 10, 9  # atom indices of the shipped aldp.pdb
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def aldp():
 
 @pytest.fixture(scope="module")
 def x_l(aldp) -> torch.Tensor:
-    """The L structure of systems/aldp.pdb, (1, 22, 3) in nm."""
+    """The L structure of the shipped aldp.pdb, (1, 22, 3) in nm."""
     return torch.as_tensor(aldp.energy.positions, dtype=torch.float64)[None]
 
 

@@ -14,7 +14,8 @@ from e3nn import o3  # noqa: E402
 from e3nn.util.test import equivariance_error  # noqa: E402
 
 from molsample.errors import ConfigError, ShapeError  # noqa: E402
-from molsample.nets.e3nn_net import E3NNVelocity, _Convolution, _senders, atom_types_from_topology  # noqa: E402
+from molsample.nets.e3nn_conv import Convolution, senders  # noqa: E402
+from molsample.nets.e3nn_net import E3NNVelocity, atom_types_from_topology  # noqa: E402
 from molsample.testing import assert_equivariant, random_orthogonal  # noqa: E402
 
 N = 8  # small systems keep the file fast; ALDP-sized checks use 22
@@ -141,7 +142,7 @@ def test_dense_convolution_matches_e3nn_tensor_product(generator: torch.Generato
     irreps_in = o3.Irreps("4x0e+3x0o+2x1o+2x1e+1x2e")
     irreps_sh = o3.Irreps.spherical_harmonics(2)
     torch.manual_seed(0)
-    conv = _Convolution(irreps_in, irreps_sh, 2, None, 6, 8).double()
+    conv = Convolution(irreps_in, irreps_sh, 2, None, 6, 8).double()
     B, n = 2, 5
     h = torch.randn(B, n, irreps_in.dim, generator=generator, dtype=torch.float64)
     sh = torch.randn(B, n, n - 1, irreps_sh.dim, generator=generator, dtype=torch.float64)
@@ -155,7 +156,7 @@ def test_dense_convolution_matches_e3nn_tensor_product(generator: torch.Generato
     instructions = [(i, j, perm[k], "uvu", True) for k, (i, j, _) in enumerate(conv.paths)]
     tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, instructions,
                           shared_weights=False, internal_weights=False).double()
-    ref = tp(_senders(h), sh, conv.radial(emb)).sum(2) / math.sqrt(n - 1)
+    ref = tp(senders(h), sh, conv.radial(emb)).sum(2) / math.sqrt(n - 1)
     # e3nn builds its coefficients in float32, hence the tolerance
     torch.testing.assert_close(conv(h, sh, emb), ref, atol=1e-5, rtol=1e-5)
     assert ref.abs().max() > 1.0
@@ -164,7 +165,7 @@ def test_dense_convolution_matches_e3nn_tensor_product(generator: torch.Generato
 def test_senders_lists_the_other_particles() -> None:
     n = 6
     h = torch.arange(n, dtype=torch.float64).reshape(1, n, 1)
-    got = _senders(h)[0, :, :, 0]
+    got = senders(h)[0, :, :, 0]
     want = torch.tensor([[j for j in range(n) if j != i] for i in range(n)], dtype=torch.float64)
     torch.testing.assert_close(got, want)
 
