@@ -40,6 +40,9 @@ def mcmc_rows(system, method: str, n: int, seed: int) -> list[dict]:
     s = d["settings"]
     steps_total = s["burn_in"] + math.ceil(n / d["n_chains"]) * s["thin"]
     share = (steps_total - s["burn_in"]) / steps_total  # production steps: what further samples cost
+    if d.get("n_effective") is None:
+        raise SystemExit(f"{method}: no autocorrelation time from {n} samples of {d['n_chains']} chains "
+                         "(fewer than 8 per chain); raise --n")
     eff, evals = float(d["n_effective"]), int(d["n_energy_evals"])
     name = f"{method.upper()} (kT = 1, default settings)"
     return [

@@ -69,7 +69,9 @@ def main() -> None:
             print(f"{label} (kT = {kT:g}): not in the reference cache")
             continue
         print(f"{label} (kT = {kT:g}, {diag.get('method')}): {int(diag['n_energy_evals']):,} energy evaluations, "
-              f"tau_int {diag['tau_int']:.3g} kept samples, {diag['n_effective']:.0f} effective of {section['n']:,}")
+              + (f"tau_int {diag['tau_int']:.3g} kept samples, {diag['n_effective']:.0f} effective of {section['n']:,}"
+                 if diag.get("tau_int") is not None else
+                 f"no autocorrelation time (fewer than 8 samples per chain) for {section['n']:,} samples"))
 
 
 if __name__ == "__main__":
