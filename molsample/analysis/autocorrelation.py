@@ -21,7 +21,11 @@ def integrated_autocorrelation_time(
             (initial positive, monotone sequence of paired autocorrelations).
         c: Sokal's window constant.
     Returns:
-        τ in steps of the series (1 for independent samples); NaN for a constant or too short series.
+        τ in steps of the series (1 for independent samples); NaN for a constant series or one of
+        fewer than 4 steps. Short series give no usable τ: the autocorrelations of a centred series
+        sum to zero over all lags, so with a few steps Sokal's window stops where τ(M) ≈ 0 (returned
+        as 1e-12), as it does for anti-correlated series (use ``"geyer"`` there). molsample's samplers
+        report no τ (``None``) under 8 kept states per chain.
     """
     a = series.detach().cpu().numpy() if isinstance(series, Tensor) else np.asarray(series)
     a = np.asarray(a, dtype=np.float64)
