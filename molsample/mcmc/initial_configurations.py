@@ -58,17 +58,41 @@ def initial_configurations(
     elif init == "lattice":
         x = _lattice(n, d, scale)[None] + noise * scale * torch.randn(chains, n, d, generator=generator, dtype=torch.float64)
     else:
-        radius = scale * (n ** (1.0 / d)) * 0.6
-        u = torch.randn(chains, n, d, generator=generator, dtype=torch.float64)
-        u = u / u.norm(dim=-1, keepdim=True)
-        r = radius * torch.rand(chains, n, 1, generator=generator, dtype=torch.float64) ** (1.0 / d)
-        x = u * r
+        x = _random_in_ball(chains, n, d, scale, generator)
     if system.remove_com and n > 1:
         x = x - x.mean(dim=1, keepdim=True)
     evals = 0
     if relax_steps > 0 and n > 1 and structure is None:
         x, evals = _relax(energy, x, relax_steps, max_move=0.05 * scale, remove_com=system.remove_com)
     return x, evals
+
+
+#: random starts keep particles this many pair lengths apart (LJ energies are floored at 0.2 r_m, where
+#: two atoms feel no force between them and no relaxation separates them)
+MIN_START_DISTANCE = 0.7
+_PLACEMENT_TRIES = 200
+
+
+def _random_in_ball(chains: int, n: int, d: int, scale: float, generator: torch.Generator | None) -> Tensor:
+    """``(chains, n, d)`` points uniform in a ball of radius 0.6·n^(1/d)·scale, placed one particle at a
+    time (all chains at once) and redrawn while closer than :data:`MIN_START_DISTANCE`·scale to an
+    earlier one (random sequential placement; after 200 tries a point is kept as drawn)."""
+    radius = scale * (n ** (1.0 / d)) * 0.6
+
+    def draw(m: int) -> Tensor:
+        u = torch.randn(m, d, generator=generator, dtype=torch.float64)
+        r = radius * torch.rand(m, 1, generator=generator, dtype=torch.float64) ** (1.0 / d)
+        return u / u.norm(dim=-1, keepdim=True) * r
+
+    x = torch.zeros(chains, n, d, dtype=torch.float64)
+    for k in range(n):  # particles, not samples: every chain is placed at once
+        x[:, k] = draw(chains)
+        for _ in range(_PLACEMENT_TRIES):
+            close = (x[:, :k] - x[:, k:k + 1]).norm(dim=-1).lt(MIN_START_DISTANCE * scale).any(dim=1)
+            if not bool(close.any()):
+                break
+            x[close, k] = draw(int(close.sum()))
+    return x
 
 
 def _relax(energy: Any, x: Tensor, steps: int, max_move: float, remove_com: bool) -> tuple[Tensor, int]:

@@ -63,16 +63,20 @@ def test_the_same_generator_seed_gives_the_same_starts(init):
 
 
 def test_the_random_start_is_uniform_in_a_ball_of_the_lattices_density():
-    """Without centring or relaxation every particle lies within 0.6·scale·n^{1/d} of the origin,
-    uniformly: in 2-D a quarter of them within half that radius."""
+    """Without centring or relaxation every particle lies within 0.6·scale·n^{1/d} of the origin; the
+    first one uniformly (in 2-D a quarter of them within half that radius), and the later ones at
+    least MIN_START_DISTANCE·scale from every earlier one."""
+    from molsample.mcmc.initial_configurations import MIN_START_DISTANCE
+
     system = dataclasses.replace(load_system("dw4"), remove_com=False)
     g = torch.Generator().manual_seed(1)
     x, _ = initial_configurations(system, 2000, init="random", relax_steps=0, generator=g)
     radius = 0.6 * 4.0 * 4 ** (1 / 2)
     r = x.norm(dim=-1)
     assert float(r.max()) <= radius
-    inner = float((r < radius / 2).double().mean())
-    assert inner == pytest.approx(0.25, abs=4 * math.sqrt(0.25 * 0.75 / r.numel()))
+    inner = float((r[:, 0] < radius / 2).double().mean())
+    assert inner == pytest.approx(0.25, abs=4 * math.sqrt(0.25 * 0.75 / 2000))
+    assert float(min_pair_distance(x).min()) >= MIN_START_DISTANCE * 4.0
 
 
 def test_without_remove_com_the_centre_is_left_where_the_noise_put_it():
@@ -110,10 +114,11 @@ def test_a_single_particle_starts_standard_normal():
     assert torch.equal(x, torch.randn(6, 1, 2, generator=torch.Generator().manual_seed(5), dtype=F64))
 
 
-@pytest.mark.xfail(strict=True, reason="random starts with two atoms inside the LJ distance floor (0.2 r_m) feel "
-                                       "no force between them, so the relaxation cannot separate them")
-def test_relaxed_random_starts_of_a_lennard_jones_cluster_have_no_overlap():
-    system = load_system("lj13")
+@pytest.mark.parametrize("name", ["lj13", "lj55"])
+def test_relaxed_random_starts_of_a_lennard_jones_cluster_have_no_overlap(name):
+    """Random starts keep atoms apart: two atoms inside the LJ distance floor (0.2 r_m) feel no force
+    between them, so no relaxation would separate them."""
+    system = load_system(name)
     x, _ = initial_configurations(system, 64, init="random", generator=torch.Generator().manual_seed(0))
     assert torch.all(min_pair_distance(x) > 0.5)
     assert torch.all(system.energy.energy(x) < 0)
