@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import importlib
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+from _docs import DOCS, where
+
 BLOCK = re.compile(r"```(?:python|pycon|py)\n(.*?)```", re.S)
 FROM = re.compile(r"^\s*(?:>>> )?from (molsample[\w.]*) import \(?([\w ,]+)\)?\s*$")
 
@@ -23,7 +22,7 @@ def _imports() -> list[tuple[str, str, list[str]]]:
                 m = FROM.match(line)
                 if m:
                     names = [n.split(" as ")[0].strip() for n in m.group(2).split(",") if n.strip()]
-                    found.append((f"{doc.relative_to(ROOT)}: {line.strip()}", m.group(1), names))
+                    found.append((where(doc, line.strip()), m.group(1), names))
     return found
 
 

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted(ROOT.glob("*/README.md"))]
+from _docs import DOCS, FENCE, where
+
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-FENCE = re.compile(r"```.*?```", re.S)
 
 
 def slug(heading: str) -> str:
@@ -31,10 +30,9 @@ def _links() -> list[tuple[str, Path, str]]:
     for doc in DOCS:
         body = FENCE.sub("", doc.read_text(encoding="utf-8"))
         for target in LINK.findall(body):
-            if re.match(r"[a-z]+:", target) or target.startswith("mailto"):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
                 continue
-            path, _, anchor = target.partition("#")
-            out.append((f"{doc.relative_to(ROOT)} -> {target}", doc, target))
+            out.append((where(doc, target), doc, target))
     return out
 
 

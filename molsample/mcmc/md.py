@@ -18,7 +18,7 @@ import numpy as np
 from molsample.analysis.autocorrelation import integrated_autocorrelation_time
 from molsample.errors import ConfigError, PlatformError
 
-__all__ = ["MDResult", "run_md"]
+__all__ = ["MDResult", "positions_nm", "run_md"]
 
 
 @dataclass
@@ -52,6 +52,20 @@ class MDResult:
         if self.tau_int is None or not math.isfinite(self.tau_int):
             return float(n)
         return n / max(self.tau_int, 1.0)
+
+
+def positions_nm(system: Any, positions: Any) -> np.ndarray:
+    """Starting positions of the ``openmm.System`` as ``(n_atoms, 3)`` float64 in nm (an array in nm or an
+    OpenMM quantity), or :class:`ConfigError` naming the expected shape."""
+    if hasattr(positions, "value_in_unit"):
+        from openmm import unit
+
+        positions = positions.value_in_unit(unit.nanometer)
+    pos = np.asarray(positions, dtype=np.float64)
+    n = system.getNumParticles()
+    if pos.shape != (n, 3):
+        raise ConfigError(f"positions have shape {pos.shape}, the system has {n} particles; pass ({n}, 3) in nm")
+    return pos
 
 
 def _openmm_seed(seed: int) -> int:
@@ -112,12 +126,8 @@ def run_md(
         )
     if timestep_fs <= 0 or friction_per_ps < 0:
         raise ConfigError(f"timestep_fs must be > 0 and friction_per_ps >= 0, got {timestep_fs}, {friction_per_ps}")
-    if hasattr(positions, "value_in_unit"):
-        positions = positions.value_in_unit(unit.nanometer)
-    pos = np.asarray(positions, dtype=np.float64)
-    n = system.getNumParticles()
-    if pos.shape != (n, 3):
-        raise ConfigError(f"positions have shape {pos.shape}, the system has {n} particles; pass ({n}, 3) in nm")
+    pos = positions_nm(system, positions)
+    n = pos.shape[0]
 
     t0 = time.perf_counter()
     integrator = openmm.LangevinMiddleIntegrator(

@@ -37,7 +37,7 @@ import numpy as np
 from molsample.analysis.autocorrelation import integrated_autocorrelation_time
 from molsample.errors import ConfigError
 from molsample.io.atomic import atomic_path
-from molsample.mcmc.md import _openmm_seed, _platform
+from molsample.mcmc.md import _openmm_seed, _platform, positions_nm
 from molsample.mcmc.parallel_tempering import geometric_ladder
 from molsample.mcmc.reference_settings import remd_settings
 from molsample.systems import units
@@ -104,8 +104,6 @@ def _checked_inputs(system: Any, positions: Any, temperatures_K: np.ndarray | li
                     steps_per_exchange: int, exchanges_per_frame: int,
                     equilibration_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """The ladder ``(K,)`` in K and the starting positions ``(n_atoms, 3)`` in nm, float64, checked."""
-    from openmm import unit
-
     temps = np.asarray(temperatures_K, dtype=np.float64).reshape(-1)
     if temps.shape[0] < 1 or np.any(temps <= 0) or np.any(np.diff(temps) <= 0):
         raise ConfigError(f"temperatures_K must be positive and increasing, got {temps.tolist()}")
@@ -113,13 +111,7 @@ def _checked_inputs(system: Any, positions: Any, temperatures_K: np.ndarray | li
         raise ConfigError("run_remd needs n_frames, steps_per_exchange, exchanges_per_frame >= 1 and "
                           f"equilibration_steps >= 0; got {n_frames}, {steps_per_exchange}, {exchanges_per_frame}, "
                           f"{equilibration_steps}")
-    if hasattr(positions, "value_in_unit"):
-        positions = positions.value_in_unit(unit.nanometer)
-    pos0 = np.asarray(positions, dtype=np.float64)
-    n = system.getNumParticles()
-    if pos0.shape != (n, 3):
-        raise ConfigError(f"positions have shape {pos0.shape}, the system has {n} particles; pass ({n}, 3) in nm")
-    return temps, pos0
+    return temps, positions_nm(system, positions)
 
 
 class _Replicas:
