@@ -103,3 +103,18 @@ def molsample(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m molsample --threads 1 ARGS`` in ``cwd``, output captured (10-minute limit)."""
     return subprocess.run([sys.executable, "-m", "molsample", "--threads", "1", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600)
+
+
+def interrupt_after(monkeypatch, owner, name: str, calls: int):
+    """Replace ``owner.name`` so that its first ``calls`` calls run and the next raises
+    KeyboardInterrupt (a Ctrl-C at that point); returns the original function."""
+    real, seen = getattr(owner, name), {"n": 0}
+
+    def stop(*args, **kwargs):
+        seen["n"] += 1
+        if seen["n"] > calls:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, stop)
+    return real

@@ -21,6 +21,8 @@ from molsample.io.hdf5 import RunFile
 from molsample.stages.refine import checkpoint_path, refine_run
 from molsample.systems.cards import load_system
 
+from _run_helpers import interrupt_after
+
 SIGMA = 0.6
 SQUARE = torch.tensor([[-2.0, -2.0], [2.0, -2.0], [2.0, 2.0], [-2.0, 2.0]], dtype=torch.float64)
 
@@ -102,15 +104,7 @@ def test_a_run_stopped_in_one_process_resumes_in_two(tmp_path, monkeypatch):
         (tmp_path / name).mkdir()
         write_dw4_run(tmp_path / name / "samples.h5", seed=1)
     refine_run(tmp_path / "full", **kw)
-    real, calls = smc._reweight, {"n": 0}
-
-    def stop_after_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise KeyboardInterrupt
-        real(*args, **kwargs)
-
-    monkeypatch.setattr(smc, "_reweight", stop_after_two)
+    interrupt_after(monkeypatch, smc, "_reweight", 2)
     with pytest.raises(KeyboardInterrupt):
         refine_run(tmp_path / "cut", **kw)
     assert checkpoint_path(tmp_path / "cut" / "samples.h5").is_file()

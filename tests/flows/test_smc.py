@@ -13,6 +13,8 @@ from molsample.flows import smc
 from molsample.flows.smc import (SMCCheckpoint, choose_start_kT, conditional_ess, next_beta, smc_refine,
                                  systematic_resample)
 
+from _run_helpers import interrupt_after
+
 SIGMA = 0.8  # target N(0, σ² I) at kT = 1 in 2 particles × 3 dims
 SHAPE = (2, 3)
 D = 6
@@ -159,16 +161,7 @@ def test_bad_settings_name_the_value_and_the_fix(kw, match):
 def test_a_resumed_run_gives_the_same_result(tmp_path, monkeypatch):
     ck = SMCCheckpoint(tmp_path / "smc.pt")
     full = _run(4, kT_start=2.0)
-    calls = {"n": 0}
-    real = smc._reweight
-
-    def stop_after_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise KeyboardInterrupt
-        real(*args, **kwargs)
-
-    monkeypatch.setattr(smc, "_reweight", stop_after_two)
+    real = interrupt_after(monkeypatch, smc, "_reweight", 2)
     with pytest.raises(KeyboardInterrupt):
         _run(4, kT_start=2.0, checkpoint=ck)
     assert ck.path.is_file()
