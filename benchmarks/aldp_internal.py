@@ -27,6 +27,7 @@ from molsample.flows.flow import Flow, base_for, save_flow
 from molsample.flows.internal import InternalCoordinates
 from molsample.molecules.basins import phi_psi
 from molsample.molecules.bonds import bond_index, compare_bonds
+from molsample.molecules.rotor_symmetry import augment_frames, check_energy_invariance, rotor_groups, rotor_permutations
 from molsample.molecules.chirality import chiral_centers_for_system, chirality_fractions
 from molsample.molecules.zmatrix import zmatrix_for_system
 from molsample.nets import build_net
@@ -56,6 +57,8 @@ def main() -> None:
                     help="train on the first N of the --data-frames frames (0: all): a data-scaling curve from one run")
     ap.add_argument("--circular-threshold", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rotor-augment", action="store_true",
+                    help="train on every cyclic relabelling of the methyl hydrogens (molsample.molecules.rotor_symmetry)")
     ap.add_argument("--save", default=None)
     ap.add_argument("--checkpoint", default=None, help="flow-matching checkpoint (resumable, extendable)")
     args = ap.parse_args()
@@ -67,6 +70,10 @@ def main() -> None:
     frames = torch.as_tensor(data.samples, dtype=torch.float64)
     if args.data_subset:
         frames = frames[:args.data_subset]
+    if args.rotor_augment:
+        perms = rotor_permutations(frames.shape[1], rotor_groups(system.topology))
+        check_energy_invariance(system.energy.energy, frames[:4], perms)
+        frames = augment_frames(frames, perms)
     transform = InternalCoordinates.fit(zmatrix_for_system(system), frames, circular_threshold=args.circular_threshold)
     base = base_for(system, transform)
     z_data = transform.inverse(frames)[0].float()

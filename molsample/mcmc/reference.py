@@ -119,7 +119,8 @@ def generate_reference(
             ``exact``, ``md`` and ``remd`` refuse a distributed world.
         checkpoint: ``mala`` and ``pt``: a file where the chains save their state every two
             minutes and from which a rerun with the same arguments resumes, giving the same samples
-            (:class:`~molsample.mcmc.langevin.ChainCheckpoint`); deleted at the end.
+            (:class:`~molsample.mcmc.langevin.ChainCheckpoint`); ``remd``: the replicas' state every
+            200 frames (a resumed run reseeds the thermostats); deleted at the end.
         settings: overrides of :func:`default_settings` (``steps`` is a spelling of ``thin`` /
             ``steps_per_frame``; ``n_steps`` = production steps per chain (MD: in all), converted to
             ``thin`` = n_steps // ⌈n/chains⌉ (MD: ``steps_per_frame`` = n_steps // n)) — MCMC: ``chains``, ``burn_in``,
@@ -305,8 +306,9 @@ def load_or_generate_reference(
     them there (rank 0 writes).
 
     ``diagnostics["cache"]`` is ``"hit"`` or ``"miss"`` and ``diagnostics["path"]`` the file.
-    MALA and PT runs checkpoint to ``<cache file>.ckpt.pt`` beside it, so a run that was stopped
-    resumes when it is asked for again (same samples as an uninterrupted run).
+    MALA, PT and REMD runs checkpoint to ``<cache file>.ckpt.pt`` beside it, so a run that was stopped
+    resumes when it is asked for again (MALA, PT: the same samples as an uninterrupted run; REMD: the
+    frames it had, then reseeded thermostats).
     A damaged cache file is regenerated; ``refresh=True`` always regenerates.
     """
     kT = float(system.kT if kT is None else kT)

@@ -16,9 +16,12 @@ from molsample.runtime.distributed import World
 @register_reference_method
 class REMDReference(ReferenceMethod):
     """REMD on a geometric ladder from the target to ``t_max_K``; ``n`` frames of the lowest replica,
-    ``exchanges_per_frame`` exchanges of ``steps_per_exchange`` steps apart."""
+    ``exchanges_per_frame`` exchanges of ``steps_per_exchange`` steps apart. Checkpoints every 200
+    frames; a resumed run keeps the frames it had and reseeds the thermostats (statistically the same
+    run, not bit for bit)."""
 
     name = "remd"
+    checkpoints = True
     aliases = {"burn_in": "equilibration_steps", "thin": "exchanges_per_frame", "steps": "exchanges_per_frame"}
     counts = ("n_replicas", "steps_per_exchange", "exchanges_per_frame")
     step_counts = ("equilibration_steps",)
@@ -39,7 +42,7 @@ class REMDReference(ReferenceMethod):
         from molsample.mcmc.remd import remd_frames
 
         check_kj_per_mol(system, self.name)
-        x, e, diag = remd_frames(system, n, kT=kT, seed=seed, progress=progress, **settings)
+        x, e, diag = remd_frames(system, n, kT=kT, seed=seed, progress=progress, checkpoint=checkpoint, **settings)
         if system.remove_com:
             x = x - x.mean(dim=1, keepdim=True)
         return x, e, dict(diag)

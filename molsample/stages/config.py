@@ -7,7 +7,8 @@ registry and runs each one's ``validate()``.
 Resolution order (later wins): dataclass defaults → preset (``molsample/data/presets/<preset>.toml``,
 with optional ``[system.<name>]`` override tables, and ``[coordinates.internal]`` /
 ``[system.<name>.coordinates.internal]`` for flows in internal coordinates) → the system card's ``[run]`` table →
-``--config FILE.toml`` → command-line options.
+``--config FILE.toml`` (on top of the file its ``extends`` key names, :mod:`molsample.stages.config_files`) →
+command-line options.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from molsample.errors import ConfigError
 from molsample.io.toml import read_toml
 from molsample.runtime.resources import presets_dir
+from molsample.stages.config_files import deep_update, read_config_file
 from molsample.stages.refine_config import RefineConfig
 from molsample.stages.sections import SECTIONS, register_section, section_default
 from molsample.training.coupling import TILT_COUPLINGS
@@ -71,10 +73,13 @@ class FlowConfig:
     """The coordinates the flow runs in (TOML ``[flow]``): ``cartesian`` (positions; clusters and the
     default) or ``internal`` (bond lengths, angles and torsions of a Z-matrix on the bond graph;
     molecules only, :mod:`molsample.flows.internal`). ``circular_threshold``: torsions whose circular
-    spread in the base data exceeds it (radians) live on the circle, the others are standardised."""
+    spread in the base data exceeds it (radians) live on the circle, the others are standardised.
+    ``rotor_augment`` (internal only): train on every cyclic relabelling of equivalent terminal atoms
+    (methyl hydrogens; :mod:`molsample.molecules.rotor_symmetry`), an exact symmetry of the density."""
 
     coordinates: str = "cartesian"
     circular_threshold: float = 0.5
+    rotor_augment: bool = False
 
 
 @register_section("data", stages=("base_data",))
@@ -144,6 +149,8 @@ class RunConfig:
         temperature_factor: kT0 = factor·kT for the temperature mode. 1.25 for LJ-13: at 2.0 the
             a = 0 samples are on the far side of the cluster's melting transition (mean E +12.7 vs
             −43 at kT = 1) and the tilt reached ESS 0.002 instead of 0.11 (docs/benchmarks.md).
+            Exactly 1: the base data are samples of the target, the reward is zero and the tilt
+            stage only saves the pretrained field as the model (a Boltzmann generator trained on data).
         beta: reward scale for the reward mode (None: the card's).
         energy_cap: soft cap E_c of the energy the reward sees (molsample.training.rewards): a number in
             the energy unit, "none", or "auto" (temperature mode: the highest energy of the a = 0
@@ -190,8 +197,9 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         if self.mode is not None and self.mode not in REWARD_MODES:
             raise ConfigError(f"mode = {self.mode!r}; use {_one_of(REWARD_MODES)}")
-        if self.temperature_factor <= 1.0:
-            raise ConfigError(f"temperature_factor = {self.temperature_factor} must be > 1 (kT0 = factor·kT > kT)")
+        if not self.temperature_factor >= 1.0:
+            raise ConfigError(f"temperature_factor = {self.temperature_factor} must be ≥ 1 (kT0 = factor·kT ≥ kT; "
+                              "1: the base data are at the target and the tilt is skipped)")
         if isinstance(self.energy_cap, str) and self.energy_cap not in ("auto", "none"):
             raise ConfigError(f"energy_cap = {self.energy_cap!r}; use a number, \"auto\" or \"none\"")
         if self.dtype not in ("float32", "float64"):
@@ -243,6 +251,9 @@ class RunConfig:
         if not self.flow.circular_threshold > 0:
             raise ConfigError(f"flow.circular_threshold = {self.flow.circular_threshold} must be > 0 (radians)")
         if coords == "cartesian":
+            if self.flow.rotor_augment:
+                raise ConfigError("flow.rotor_augment = true needs coordinates = \"internal\" (a Cartesian net "
+                                  "with atom types by element is already symmetric under relabelling); remove it")
             return
         clashes = {
             "mode": (self.mode not in (None, "temperature"), "the internal flow tilts by temperature only"),
@@ -339,10 +350,10 @@ def preset_table(preset: str, system_name: str, coordinates: str = "cartesian") 
     overrides = table.pop("system", {}).get(system_name, {})
     by_coords = table.pop("coordinates", {})
     system_by_coords = overrides.pop("coordinates", {})
-    table = _deep_update(table, overrides)
+    table = deep_update(table, overrides)
     if coordinates != "cartesian":
-        table = _deep_update(table, by_coords.get(coordinates, {}))
-        table = _deep_update(table, system_by_coords.get(coordinates, {}))
+        table = deep_update(table, by_coords.get(coordinates, {}))
+        table = deep_update(table, system_by_coords.get(coordinates, {}))
     return table
 
 
@@ -354,13 +365,6 @@ def _coordinates_of(tables: list[dict | None]) -> str:
         if isinstance(flow, dict) and isinstance(flow.get("coordinates"), str):
             coords = flow["coordinates"]
     return coords
-
-
-def _deep_update(base: dict, new: dict) -> dict:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def resolve_config(
@@ -384,8 +388,7 @@ def resolve_config(
     card_run = card.get("run") if card is not None and isinstance(card.get("run"), dict) else None
     file_table = None
     if config_file is not None:
-        file_table = read_toml(Path(config_file), what="config file")
-        file_table.pop("preset", None)
+        file_table = read_config_file(Path(config_file))
     cli = _drop_none(overrides) if overrides else None
     if preset is not None:
         coords = _coordinates_of([card_run, file_table, cli])

@@ -73,6 +73,8 @@ class RunContext:
 
     Stage outputs (None until the stage that makes them has run):
         data: the a = 0 training data ``(n, n_particles, dim)``, or the system's exact sampler (base_data).
+        train_frames: ``data`` under every rotor relabelling (coordinates, with ``[flow] rotor_augment``);
+            pretraining uses them instead of ``data``.
         base_data_cost, pretrain_cost: what the base data and the pretrained field cost when they were
             made, also when reused from a file (base_data, pretrain; root attributes of the run file).
         field: the velocity net (pretrain, tilt, start); reward: the run's tilt reward and energy counter
@@ -98,6 +100,7 @@ class RunContext:
     world: World = dataclasses.field(default_factory=World)
     transform: Transform | None = None
     data: torch.Tensor | ExactSampler | None = None
+    train_frames: torch.Tensor | None = None
     base_data_cost: Cost | None = None
     pretrain_cost: Cost | None = None
     field: nn.Module | None = None

@@ -24,8 +24,24 @@ def coordinates_stage(ctx: RunContext) -> None:
 
     zmatrix = zmatrix_for_system(ctx.system)
     frames = ctx.data.to(dtype=torch.float64, device="cpu")
+    if ctx.cfg.flow.rotor_augment:
+        frames = ctx.train_frames = _rotor_augmented(ctx, frames)
     ctx.transform = InternalCoordinates.fit(zmatrix, frames, circular_threshold=ctx.cfg.flow.circular_threshold)
     ctx.base = base_for(ctx.system, ctx.transform)
     n_circ = int(ctx.transform.periodic.sum())
     ctx.echo(f"internal coordinates: {ctx.transform.event_shape[0]} (Z-matrix from atom "
              f"{zmatrix.rows[0][0]}; {n_circ} torsions on the circle)")
+
+
+def _rotor_augmented(ctx: RunContext, frames: torch.Tensor) -> torch.Tensor:
+    """``frames`` under every cyclic relabelling of the system's rotor groups, after checking on four
+    frames that the energy does not change (:mod:`molsample.molecules.rotor_symmetry`)."""
+    from molsample.molecules.rotor_symmetry import (augment_frames, check_energy_invariance, rotor_groups,
+                                                    rotor_permutations)
+
+    groups = rotor_groups(ctx.system.topology)
+    perms = rotor_permutations(frames.shape[1], groups)
+    check_energy_invariance(ctx.system.energy.energy, frames[:4], perms)
+    ctx.echo(f"rotor augmentation: {len(groups)} groups of equivalent atoms, {len(perms)} relabellings of "
+             f"each of {len(frames)} frames")
+    return augment_frames(frames, perms)

@@ -107,7 +107,8 @@ def base_data_cost(diagnostics: dict, kT0: float) -> Cost:
 
 
 def target_reference(ctx: RunContext, reward: TiltReward) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Ground-truth samples of the a = 1 target for the report: reference samples at kT, and in
+    """Ground-truth samples of the a = 1 target for the report: reference samples at kT (seed
+    ``cfg.seed + 3``, so that they never share a trajectory with the base data of seed ``cfg.seed``), and in
     reward mode those samples resampled (systematically) with weights e^{β f(x)}."""
     cfg, system = ctx.cfg, ctx.system
     ref = reference_samples(system, cfg.reference, system.kT, seed=cfg.seed + 3, progress=ctx.progress)

@@ -82,7 +82,8 @@ def pretrain_stage(ctx: RunContext) -> None:
     spec = net_spec(ctx.cfg, ctx.system, ctx.transform)
     data, meta = ctx.data, {"system": ctx.system.name}
     if ctx.transform is not None and not ctx.transform.is_identity:  # train on the data's internal coordinates
-        data = ctx.transform.inverse(ctx.data.to(torch.float64))[0]
+        frames = ctx.train_frames if ctx.train_frames is not None else ctx.data
+        data = torch.cat([ctx.transform.inverse(chunk.to(torch.float64))[0] for chunk in frames.split(65536)])
         meta["transform"] = ctx.transform.state()
     field, hist, train_cpu_s = pretrain_field(spec, data, ctx.base, fm, ctx.run_dir / "pretrained.pt",
                                               device=ctx.device, dtype=ctx.dtype,

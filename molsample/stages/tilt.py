@@ -32,8 +32,24 @@ def make_run_reward(ctx: RunContext, cap: float | None = None):
                        base_log_prob=ctx.base.log_prob, energy_cap=cap)
 
 
+def data_at_target(ctx: RunContext) -> bool:
+    """Whether the base data are already samples of the target (temperature mode with kT0 = kT):
+    the reward is zero and there is nothing to tilt."""
+    return ctx.mode == "temperature" and ctx.kT0 == ctx.system.kT
+
+
 def tilt_stage(ctx: RunContext) -> None:
-    """Tilt ``ctx.field`` from a = 0 to a = 1 (resumable from ``checkpoints/tilt.pt``); writes ``model.pt``."""
+    """Tilt ``ctx.field`` from a = 0 to a = 1 (resumable from ``checkpoints/tilt.pt``); writes ``model.pt``.
+    With the base data at the target (:func:`data_at_target`) the pretrained field is the model."""
+    if data_at_target(ctx):
+        ctx.reward = make_run_reward(ctx)
+        ctx.history, ctx.levels = {}, 0
+        if ctx.world.is_main:
+            save_flow(ctx.run_dir / "model.pt", ctx.field, ctx.transform, system=ctx.system.name, a=1.0,
+                      mode=ctx.mode, config=ctx.cfg.to_dict(), command=ctx.command)
+        ctx.echo("tilt: skipped (temperature_factor = 1: the base data are at the target, the reward is zero); "
+                 "the pretrained field is the model")
+        return
     cap = energy_cap(ctx)
     if cap is not None:
         ctx.echo(f"reward: soft energy cap at {cap:.4g} {ctx.system.energy_unit}")

@@ -5,7 +5,8 @@ Three modes (docs/tilt-matching.md, "Reward modes for Boltzmann targets"), each 
 
 * ``temperature``: the a = 0 distribution is the Boltzmann distribution at kT0 > kT (a flow
   pretrained on high-temperature samples); r(x) = −(1/kT − 1/kT0)·E(x). Every level a is the
-  Boltzmann distribution at inverse temperature 1/kT0 + a(1/kT − 1/kT0).
+  Boltzmann distribution at inverse temperature 1/kT0 + a(1/kT − 1/kT0). kT0 = kT gives r ≡ 0:
+  the data are already at the target and there is nothing to tilt.
 * ``prior``: the a = 0 distribution is the base Gaussian ρ0; r(x) = −E(x)/kT − log ρ0(x).
 * ``reward``: any r(x) (the 2-D ring bump, a user function) scaled by β; the target is
   exp(−E/kT)·e^{β r}.
@@ -147,10 +148,10 @@ def register_reward_mode(mode: RewardMode) -> RewardMode:
 
 
 def _build_temperature(system: System, *, kT0: float | None, energy_cap: float | None, **_: object) -> TiltReward:
-    if kT0 is None or kT0 <= system.kT:
+    if kT0 is None or not kT0 >= system.kT:
         raise ConfigError(
-            f"temperature mode needs kT0 > kT = {system.kT:g} {system.energy_unit}, got {kT0}; "
-            "raise temperature_factor (kT0 = factor·kT) above 1"
+            f"temperature mode needs kT0 ≥ kT = {system.kT:g} {system.energy_unit}, got {kT0}; "
+            "raise temperature_factor (kT0 = factor·kT) to 1 or above"
         )
     return TiltReward("temperature", system, kT0=float(kT0), energy_cap=energy_cap)
 
@@ -231,7 +232,7 @@ def make_reward(
     """Build the reward of ``mode`` for ``system``.
 
     Args:
-        kT0: a = 0 temperature in the energy unit (``temperature`` mode; must exceed system.kT).
+        kT0: a = 0 temperature in the energy unit (``temperature`` mode; at least system.kT).
         beta: reward scale (``reward`` mode; default the card's [reward].beta).
         base_log_prob: log-density of the base distribution (``prior`` mode).
         fn: a reward function overriding the card's (``reward`` mode).

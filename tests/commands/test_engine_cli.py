@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from molsample.cli import main
+from molsample.errors import ConfigError
 from molsample.nets import save_model
 from molsample.nets.affine import AffineVelocity
 from molsample.stages.config import RunConfig
@@ -127,3 +128,24 @@ def test_threads_option_and_default(capsys, monkeypatch):
     finally:
         torch.set_num_threads(1)
     capsys.readouterr()
+
+
+def test_data_at_the_target_skip_the_tilt_and_the_pretrained_field_is_the_model(tmp_path):
+    from molsample.nets import load_model
+    from molsample.stages.run import run_tilt
+
+    cfg = RunConfig(system="gauss2d", report=False, mode="temperature", temperature_factor=1.0)
+    cfg.data.n, cfg.pretrain.steps, cfg.pretrain.batch_size = 200, 30, 32
+    cfg.final.n_samples, cfg.final.batch_size, cfg.final.ode_steps, cfg.final.ode_method = 40, 16, 3, "euler"
+    cfg.reference.n = 0
+    lines: list[str] = []
+    summary = run_tilt(cfg, tmp_path / "run", progress=False, echo=lines.append)
+    assert any(line.startswith("tilt: skipped (temperature_factor = 1") for line in lines)
+    assert summary.levels == 0 and summary.n_samples == 40
+    pretrained, _ = load_model(tmp_path / "run" / "pretrained.pt", torch.device("cpu"))
+    model, meta = load_model(tmp_path / "run" / "model.pt", torch.device("cpu"))
+    assert meta["a"] == 1.0
+    for p, q in zip(pretrained.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ConfigError, match="temperature_factor = 0.9 must be ≥ 1"):
+        RunConfig(system="gauss2d", temperature_factor=0.9).validate()

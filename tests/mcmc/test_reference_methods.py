@@ -26,7 +26,7 @@ def test_registry_lists_every_method_once():
     assert METHODS == ("auto", "exact", "mala", "pt", "md", "remd")
     assert SHARDED_METHODS == ("mala", "pt")
     assert [m.name for m in REFERENCE_METHODS.values()] == list(REFERENCE_METHODS)
-    assert {n for n, m in REFERENCE_METHODS.items() if m.checkpoints} == {"mala", "pt"}
+    assert {n for n, m in REFERENCE_METHODS.items() if m.checkpoints} == {"mala", "pt", "remd"}
 
 
 @pytest.mark.parametrize("system_name, method", [("dw4", "mala"), ("dw4", "pt"), ("ring2d", "exact"),

@@ -109,6 +109,33 @@ def test_remd_is_a_reference_method_of_openmm_systems(tmp_path) -> None:
         generate_reference(aldp, 4, method="remd", t_max_K=200.0)
 
 
+def test_a_stopped_remd_reference_resumes_from_its_checkpoint(tmp_path, monkeypatch) -> None:
+    """The reference API (base data and reference stages of `molsample tilt`) checkpoints REMD beside
+    the cache file: a run stopped after 200 frames keeps them when it is asked for again."""
+    from molsample.mcmc import remd
+    from molsample.mcmc.reference import load_or_generate_reference
+    from molsample.systems.cards import load_system
+
+    aldp = load_system("aldp")
+    settings = dict(n_replicas=2, t_max_K=400.0, steps_per_exchange=2, exchanges_per_frame=1, equilibration_steps=0)
+    real = remd._save
+
+    def stop_after_first_checkpoint(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remd, "_save", stop_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        load_or_generate_reference(aldp, 210, method="remd", cache_dir=tmp_path, progress=False, **settings)
+    ckpts = list(tmp_path.glob("*.ckpt.pt"))
+    assert len(ckpts) == 1 and int(np.load(ckpts[0])["start"]) == 200
+    kept = np.load(ckpts[0])["frames"][:200]
+    monkeypatch.setattr(remd, "_save", real)
+    ref = load_or_generate_reference(aldp, 210, method="remd", cache_dir=tmp_path, progress=False, **settings)
+    np.testing.assert_allclose(ref.samples[:200].numpy(), kept - kept.mean(1, keepdims=True), atol=1e-6)
+    assert not list(tmp_path.glob("*.ckpt.pt"))  # removed when the run completes
+
+
 def test_remd_settings_have_one_set_of_defaults() -> None:
     from molsample.mcmc.reference import load_or_generate_remd
     from molsample.mcmc.remd import remd_frames

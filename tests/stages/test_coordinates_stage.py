@@ -102,3 +102,30 @@ def test_a_cartesian_run_skips_the_stage_and_keeps_the_identity(tmp_path):
     y, logdet = ctx.transform.forward(x)
     assert torch.equal(y, x) and torch.equal(logdet, torch.zeros(len(x), dtype=F64))
     assert ctx.transform.event_shape == (22, 3)
+
+
+def test_rotor_augmentation_fits_and_trains_on_every_relabelling(tmp_path):
+    said: list[str] = []
+    ctx = aldp_context(tmp_path, {"coordinates": "internal", "rotor_augment": True}, said)
+    ctx.data = base_frames(ctx, n=8)
+    coordinates_stage(ctx)
+    assert ctx.train_frames.shape == (27 * 8, 22, 3)
+    torch.testing.assert_close(ctx.train_frames[:8], ctx.data.double(), rtol=0, atol=0)
+    # the transform is fitted on the relabelled frames: the three C-H bonds of a methyl share one mean
+    zm = zmatrix_for_system(ctx.system)
+    same = InternalCoordinates.fit(zm, ctx.train_frames, circular_threshold=0.5)
+    assert torch.equal(ctx.transform.mean, same.mean)
+    bond_of = {row[0]: k for k, row in enumerate(zm.rows[1:])}  # bond k places atom rows[k + 1][0]
+    for methyl in [(0, 2, 3), (11, 12, 13), (19, 20, 21)]:
+        means = ctx.transform.mean.flatten()[[bond_of[a] for a in methyl]]
+        torch.testing.assert_close(means, means[:1].expand(3), rtol=0, atol=1e-12)
+    plain = InternalCoordinates.fit(zm, ctx.data.double(), circular_threshold=0.5).mean.flatten()
+    assert plain[[bond_of[a] for a in (0, 2, 3)]].std() > 1e-4  # without the relabellings they differ
+    assert said[0] == "rotor augmentation: 3 groups of equivalent atoms, 27 relabellings of each of 8 frames"
+
+
+def test_rotor_augmentation_is_refused_for_cartesian_flows():
+    from molsample.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rotor_augment = true needs coordinates"):
+        resolve_config("aldp", preset="smoke", overrides={"flow": {"rotor_augment": True}})

@@ -11,6 +11,7 @@ import pytest
 from molsample.flows.distributions import HarmonicPrior, base_distribution
 from molsample.runtime.resources import presets_dir
 from molsample.stages.config import resolve_config
+from molsample.stages.config_files import read_config_file
 from molsample.systems.cards import load_system
 
 if sys.version_info >= (3, 11):
@@ -57,8 +58,10 @@ def test_every_setting_of_a_config_reaches_the_resolved_config(path: Path):
     cfg = resolve_config(system, preset="default", config_file=path)
     assert cfg.system == system
     with path.open("rb") as fh:
-        leaves = _leaves(tomllib.load(fh))
-    assert leaves, f"{path.name} sets nothing"
+        own = tomllib.load(fh)
+    leaves = _leaves(read_config_file(path))
+    assert leaves and set(own) - {"extends"}, f"{path.name} sets nothing"
+    assert set(_leaves({k: v for k, v in own.items() if k != "extends"})) <= set(leaves)
     for key, value in leaves.items():
         got = _value(cfg, key)
         assert got == value or (isinstance(got, tuple) and list(got) == value), (key, value, got)

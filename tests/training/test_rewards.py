@@ -46,11 +46,19 @@ def test_temperature_reward_is_the_inverse_temperature_gap(gauss2d):
     assert torch.allclose(r.from_energy(torch.zeros(2, 1, 2), e), -(1.0 - 0.5) * e)
 
 
+def test_temperature_reward_at_the_target_is_zero(gauss2d):
+    r = make_reward(gauss2d, "temperature", kT0=gauss2d.kT)  # data already at the target: nothing to tilt
+    e = torch.tensor([1.0, -2.0, 5.0], dtype=torch.float64)
+    assert torch.equal(r.from_energy(torch.zeros(3, 1, 2), e), torch.zeros(3, dtype=torch.float64))
+
+
 def test_mode_errors(gauss2d):
     with pytest.raises(ConfigError, match="unknown reward mode 'tilt'; use one of temperature, prior, reward"):
         make_reward(gauss2d, "tilt")
-    with pytest.raises(ConfigError, match="temperature mode needs kT0 > kT"):
-        make_reward(gauss2d, "temperature", kT0=1.0)
+    with pytest.raises(ConfigError, match="temperature mode needs kT0 ≥ kT"):
+        make_reward(gauss2d, "temperature", kT0=0.9)
+    with pytest.raises(ConfigError, match="temperature mode needs kT0 ≥ kT"):
+        make_reward(gauss2d, "temperature")
     with pytest.raises(ConfigError, match="prior mode needs the base distribution's log_prob"):
         make_reward(gauss2d, "prior")
     with pytest.raises(ConfigError, match="mode = 'tilt'; use temperature, prior or reward"):
