@@ -27,7 +27,7 @@ import openmm
 from openmm import app, unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_aldp import ROOT, chirality, create_system, place, reorder, write_atomic  # noqa: E402
+from build_aldp import ROOT, chirality, create_system, place, reorder, same_build, write_atomic  # noqa: E402
 
 PDB_PATH = ROOT / "molsample" / "data" / "systems" / "ala3.pdb"
 XML_PATH = ROOT / "molsample" / "data" / "potentials" / "ala3_vacuum_amber99sbildn.xml"
@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
           f"phi1 = {s['phi1']:.1f}, psi1 = {s['psi1']:.1f}, phi2 = {s['phi2']:.1f}, psi2 = {s['psi2']:.1f} deg, "
           f"chirality volumes = {s['chirality'][0]:.5f}, {s['chirality'][1]:.5f} nm^3 (L, L)")
     if args.check:
-        same = PDB_PATH.exists() and XML_PATH.exists() and PDB_PATH.read_text() == pdb_text \
-            and XML_PATH.read_text() == xml_text
+        same = same_build(PDB_PATH, XML_PATH, pdb_text, xml_text)
         print("files up to date" if same else "files differ from a fresh build")
         return 0 if same else 1
     write_atomic(PDB_PATH, pdb_text)

@@ -170,25 +170,27 @@ def test_aldp_run_reports_and_fixes_chirality(tmp_path):
 
 
 def test_sigterm_stops_a_run_like_ctrl_c_and_it_resumes(tmp_path):
-    """SIGTERM mid-run: exit 130 with the resume hint, the interrupted stage's CPU time recorded,
-    and the same command with --resume finishes the run."""
+    """SIGTERM mid-run (inside pretraining, after its first checkpoint): exit 130 with the resume hint,
+    the interrupted stage's CPU time recorded, and the same command with --resume finishes the run."""
     import signal
     import time
 
+    (tmp_path / "long.toml").write_text("report = false\n[reference]\nn = 0\n"
+                                        "[pretrain]\nsteps = 1500\ncheckpoint_every = 50\n")
     run = tmp_path / "runs" / "t"
-    cmd = [sys.executable, "-m", "molsample", "--threads", "1", "tilt", "--system", "lj13", "--preset", "smoke",
-           "--out", str(run), "--quiet"]
+    cmd = [sys.executable, "-m", "molsample", "--threads", "1", "tilt", "--system", "ring2d", "--preset", "smoke",
+           "--config", "long.toml", "--out", str(run), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not (run / "timings.json").exists() and time.time() < deadline:  # the base data are done
-        time.sleep(0.2)
-    time.sleep(1.0)  # inside the next stage
+    while not list((run / "checkpoints").glob("pretrain-*.pt")) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "can be continued with" in err and "--resume" in err
     timings = json.loads((run / "timings.json").read_text())
-    assert len(timings["cpu_s"]) >= 2 and "report" not in timings["cpu_s"]  # the stopped stage counts its time
+    assert "pretrain" in timings["cpu_s"] and "tilt" not in timings["cpu_s"]  # the stopped stage counts its time
     done = subprocess.run(cmd + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert (run / "samples.h5").is_file()

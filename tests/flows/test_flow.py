@@ -41,7 +41,8 @@ def test_cartesian_flow_keeps_the_stored_samples(dw4):
     ws = flow.sampler(reward).sample(12, batch_size=5, generator=torch.Generator().manual_seed(3))
     for key in ("x", "logq", "logw", "energy"):
         got = getattr(ws, key).double()
-        assert torch.allclose(got, torch.tensor(ref[key], dtype=torch.float64), atol=1e-6, rtol=0), key
+        # float32 energies of a few hundred differ in their last bit between CPUs: rtol of a few ulps
+        assert torch.allclose(got, torch.tensor(ref[key], dtype=torch.float64), atol=1e-6, rtol=5e-7), key
     assert ws.z is None
 
 

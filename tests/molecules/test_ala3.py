@@ -143,3 +143,19 @@ def test_build_check_agrees_with_committed_files():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "files up to date" in out.stdout
+
+
+@pytest.mark.parametrize("shift, same", [(0.003, True), (0.02, False)])
+def test_the_build_check_tolerates_the_minimisers_last_digit_and_nothing_more(tmp_path, shift, same):
+    sys.path.insert(0, str(ROOT / "potentials"))
+    from build_aldp import same_build
+
+    pdb = (ROOT / "molsample" / "data" / "systems" / "ala3.pdb").read_text()
+    lines = pdb.splitlines(keepends=True)
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("ATOM"))
+    z = float(lines[i][46:54]) + shift
+    moved = "".join(lines[:i] + [lines[i][:46] + f"{z:8.3f}" + lines[i][54:]] + lines[i + 1:])
+    (tmp_path / "a.pdb").write_text(pdb)
+    (tmp_path / "a.xml").write_text("<System/>")
+    assert same_build(tmp_path / "a.pdb", tmp_path / "a.xml", moved, "<System/>") is same
+    assert not same_build(tmp_path / "a.pdb", tmp_path / "a.xml", pdb, "<System version='2'/>")

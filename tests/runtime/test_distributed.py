@@ -120,7 +120,7 @@ def _assert_same_run(one: dict, two: dict) -> None:
     assert two["attrs"]["energy_evals"] == one["attrs"]["energy_evals"]
 
 
-@pytest.mark.parametrize("system", ["ring2d", "lj13"])
+@pytest.mark.parametrize("system", ["ring2d", pytest.param("lj13", marks=pytest.mark.slow)])
 def test_two_processes_equal_one(tmp_path, system):
     """``tilt --nproc 2`` (torchrun, gloo) gives the 1-process run's samples, each exactly once, in
     the same order; ``sample --nproc 2`` appends the same new samples."""
