@@ -16,7 +16,6 @@ Run from the project root::
 
 from __future__ import annotations
 
-import argparse
 import io
 import random
 import sys
@@ -27,7 +26,7 @@ import openmm
 from openmm import app, unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_aldp import ROOT, chirality, create_system, place, reorder, same_build, write_atomic  # noqa: E402
+from build_aldp import ROOT, build_cli, chirality, create_system, place, reorder  # noqa: E402
 
 PDB_PATH = ROOT / "molsample" / "data" / "systems" / "ala3.pdb"
 XML_PATH = ROOT / "molsample" / "data" / "potentials" / "ala3_vacuum_amber99sbildn.xml"
@@ -137,21 +136,10 @@ def build() -> tuple[str, str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
-    args = parser.parse_args(argv)
-    pdb_text, xml_text, s = build()
-    print(f"E(start) = {s['energy_start']:.3f} kJ/mol, E(min) = {s['energy_min']:.3f} kJ/mol, "
-          f"phi1 = {s['phi1']:.1f}, psi1 = {s['psi1']:.1f}, phi2 = {s['phi2']:.1f}, psi2 = {s['psi2']:.1f} deg, "
-          f"chirality volumes = {s['chirality'][0]:.5f}, {s['chirality'][1]:.5f} nm^3 (L, L)")
-    if args.check:
-        same = same_build(PDB_PATH, XML_PATH, pdb_text, xml_text)
-        print("files up to date" if same else "files differ from a fresh build")
-        return 0 if same else 1
-    write_atomic(PDB_PATH, pdb_text)
-    write_atomic(XML_PATH, xml_text)
-    print(f"wrote {PDB_PATH.relative_to(ROOT)} and {XML_PATH.relative_to(ROOT)}")
-    return 0
+    return build_cli(argv, __doc__.splitlines()[0], build, lambda s: (
+        f"E(start) = {s['energy_start']:.3f} kJ/mol, E(min) = {s['energy_min']:.3f} kJ/mol, "
+        f"phi1 = {s['phi1']:.1f}, psi1 = {s['psi1']:.1f}, phi2 = {s['phi2']:.1f}, psi2 = {s['psi2']:.1f} deg, "
+        f"chirality volumes = {s['chirality'][0]:.5f}, {s['chirality'][1]:.5f} nm^3 (L, L)"), PDB_PATH, XML_PATH)
 
 
 if __name__ == "__main__":

@@ -212,21 +212,29 @@ def same_build(pdb_path: Path, xml_path: Path, pdb_text: str, xml_text: str) -> 
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_cli(argv: list[str] | None, description: str, build, summary, pdb_path: Path, xml_path: Path) -> int:
+    """The command line of a build script: ``build()`` → (pdb text, xml text, summary dict), print
+    ``summary(dict)``, then write both files atomically or, with ``--check``, compare (exit 1 if they differ)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
     args = parser.parse_args(argv)
     pdb_text, xml_text, s = build()
-    print(f"E(start) = {s['energy_start']:.3f} kJ/mol, E(min) = {s['energy_min']:.3f} kJ/mol, "
-          f"phi = {s['phi']:.1f} deg, psi = {s['psi']:.1f} deg, chirality volume = {s['chirality']:.5f} nm^3 (L)")
+    print(summary(s))
     if args.check:
-        same = same_build(PDB_PATH, XML_PATH, pdb_text, xml_text)
+        same = same_build(pdb_path, xml_path, pdb_text, xml_text)
         print("files up to date" if same else "files differ from a fresh build")
         return 0 if same else 1
-    write_atomic(PDB_PATH, pdb_text)
-    write_atomic(XML_PATH, xml_text)
-    print(f"wrote {PDB_PATH.relative_to(ROOT)} and {XML_PATH.relative_to(ROOT)}")
+    write_atomic(pdb_path, pdb_text)
+    write_atomic(xml_path, xml_text)
+    print(f"wrote {pdb_path.relative_to(ROOT)} and {xml_path.relative_to(ROOT)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return build_cli(argv, __doc__.splitlines()[0], build, lambda s: (
+        f"E(start) = {s['energy_start']:.3f} kJ/mol, E(min) = {s['energy_min']:.3f} kJ/mol, "
+        f"phi = {s['phi']:.1f} deg, psi = {s['psi']:.1f} deg, chirality volume = {s['chirality']:.5f} nm^3 (L)"),
+        PDB_PATH, XML_PATH)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,7 @@ def test_endpoint_parametrisation_runs_the_whole_job(tmp_path):
         assert np.isfinite(rf.read_samples()["logw"]).all()
 
 
+@pytest.mark.slow  # ~60 s; the reflection itself is checked in tests/flows/test_final_samples.py
 def test_aldp_run_reports_and_fixes_chirality(tmp_path):
     """OpenMM system end to end: MD base data, EGNN with atom types, chirality fixed for an E(3) flow."""
     import torch
