@@ -12,7 +12,8 @@ energy, the φ > 0 population (flow and reweighted), the share of L-alanine and 
         --data-subset 20000 --samples 5000
 
 ``--ml-steps N`` fine-tunes the flow-matched field by maximum likelihood on the same data
-(molsample.training.likelihood) before sampling. ``--save FILE`` writes the flow (molsample.flows.flow.save_flow) for `molsample tilt --model FILE`.
+(molsample.training.likelihood) before sampling. ``--save FILE`` writes the flow
+(molsample.flows.flow.save_flow) for `molsample tilt --model FILE`.
 """
 
 from __future__ import annotations
