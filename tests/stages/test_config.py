@@ -76,7 +76,8 @@ def test_coordinate_tables_apply_only_to_their_coordinates():
     internal = resolve_config("aldp", overrides={"flow": {"coordinates": "internal"}})
     assert cartesian.net.hidden == 64 and cartesian.flow.coordinates == "cartesian"
     assert internal.net.hidden == 256 and internal.pretrain.steps == 40000 and internal.data.n == 40000
+    assert internal.flow.rotor_augment and not cartesian.flow.rotor_augment
     other = resolve_config("ala3", overrides={"flow": {"coordinates": "internal"}})  # the generic table
-    assert other.net.hidden == 256 and other.pretrain.steps == 20000
+    assert other.net.hidden == 256 and other.pretrain.steps == 20000 and not other.flow.rotor_augment
     lj = resolve_config("lj13", overrides={"flow": {"coordinates": "cartesian"}})
     assert lj.net.hidden == 64
