@@ -105,16 +105,20 @@ def molsample(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def interrupt_after(monkeypatch, owner, name: str, calls: int):
+def interrupt_after(monkeypatch, owner, name: str, calls: int, *, right_after: bool = False):
     """Replace ``owner.name`` so that its first ``calls`` calls run and the next raises
-    KeyboardInterrupt (a Ctrl-C at that point); returns the original function."""
+    KeyboardInterrupt (a Ctrl-C at that point); with ``right_after`` the Ctrl-C comes as soon as the
+    ``calls``-th call has returned (e.g. just after a checkpoint is written). Returns the original function."""
     real, seen = getattr(owner, name), {"n": 0}
 
     def stop(*args, **kwargs):
         seen["n"] += 1
         if seen["n"] > calls:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        out = real(*args, **kwargs)
+        if right_after and seen["n"] == calls:
+            raise KeyboardInterrupt
+        return out
 
     monkeypatch.setattr(owner, name, stop)
     return real

@@ -12,6 +12,8 @@ from molsample.errors import ConfigError
 from molsample.mcmc.remd import geometric_temperatures, run_remd, swap_log_acceptance
 from molsample.systems.units import kT as kT_of
 
+from _run_helpers import interrupt_after
+
 
 def harmonic_system(n: int = 4, k: float = 500.0) -> openmm.System:
     system = openmm.System()
@@ -118,13 +120,7 @@ def test_a_stopped_remd_reference_resumes_from_its_checkpoint(tmp_path, monkeypa
 
     aldp = load_system("aldp")
     settings = dict(n_replicas=2, t_max_K=400.0, steps_per_exchange=2, exchanges_per_frame=1, equilibration_steps=0)
-    real = remd._save
-
-    def stop_after_first_checkpoint(*args, **kwargs):
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(remd, "_save", stop_after_first_checkpoint)
+    real = interrupt_after(monkeypatch, remd, "_save", 1, right_after=True)  # stop after the first checkpoint
     with pytest.raises(KeyboardInterrupt):
         load_or_generate_reference(aldp, 210, method="remd", cache_dir=tmp_path, progress=False, **settings)
     ckpts = list(tmp_path.glob("*.ckpt.pt"))

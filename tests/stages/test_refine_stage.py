@@ -19,6 +19,8 @@ from molsample.stages.config import config_from_dict, resolve_config
 from molsample.stages.refine import checkpoint_path, refine_run
 from molsample.systems.cards import load_system
 
+from _run_helpers import interrupt_after
+
 SETTINGS = dict(steps=2, final_steps=4, kT_start=4.0, groups=4, target_cess=0.9, seed=3)
 
 
@@ -101,15 +103,7 @@ def test_refine_stopped_after_a_level_and_resumed_equals_an_uninterrupted_one(tm
     full, _ = refine_run(a, **SETTINGS)
     assert full.n_levels >= 4 and not checkpoint_path(a / "samples.h5").exists()
 
-    real, calls = smc_module.write_checkpoint, []
-
-    def stop_after_two(*args, **kwargs):
-        real(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(smc_module, "write_checkpoint", stop_after_two)
+    real = interrupt_after(monkeypatch, smc_module, "write_checkpoint", 2, right_after=True)
     with pytest.raises(KeyboardInterrupt):
         refine_run(b, **SETTINGS)
     assert checkpoint_path(b / "samples.h5").is_file()
@@ -129,13 +123,7 @@ def test_refine_stopped_after_a_level_and_resumed_equals_an_uninterrupted_one(tm
 
 def test_without_resume_an_old_checkpoint_is_discarded_and_another_seed_starts_over(tmp_path, monkeypatch):
     _gauss2d_run(tmp_path / "samples.h5")
-    real = smc_module.write_checkpoint
-
-    def stop(*args, **kwargs):
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(smc_module, "write_checkpoint", stop)
+    real = interrupt_after(monkeypatch, smc_module, "write_checkpoint", 1, right_after=True)
     with pytest.raises(KeyboardInterrupt):
         refine_run(tmp_path, **SETTINGS)
     monkeypatch.setattr(smc_module, "write_checkpoint", real)
@@ -178,14 +166,8 @@ def test_tilt_runs_the_refine_stage_after_the_final_samples(tmp_path, monkeypatc
 
 def test_refine_command_stops_with_a_resume_hint_and_resume_finishes_it(tmp_path, monkeypatch, capsys):
     _gauss2d_run(tmp_path / "samples.h5")
-    real = smc_module.write_checkpoint
-
-    def stop(*args, **kwargs):
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
-
     argv = ["refine", str(tmp_path), "--steps", "2", "--final-steps", "4", "--start-kT", "4", "--groups", "4"]
-    monkeypatch.setattr(smc_module, "write_checkpoint", stop)
+    real = interrupt_after(monkeypatch, smc_module, "write_checkpoint", 1, right_after=True)
     assert _exit(argv) == 130
     assert "--resume" in capsys.readouterr().err and (tmp_path / "checkpoints" / "refine.pt").is_file()
     monkeypatch.setattr(smc_module, "write_checkpoint", real)
