@@ -29,7 +29,7 @@ from molsample.flows.flow import Flow, base_for, save_flow
 from molsample.flows.internal import InternalCoordinates
 from molsample.molecules.basins import phi_psi
 from molsample.molecules.bonds import bond_index, compare_bonds
-from molsample.molecules.rotor_symmetry import augment_frames, check_energy_invariance, rotor_groups, rotor_permutations
+from molsample.molecules.rotor_symmetry import augment_system_frames
 from molsample.molecules.chirality import chiral_centers_for_system, chirality_fractions
 from molsample.molecules.zmatrix import zmatrix_for_system
 from molsample.nets import build_net
@@ -79,9 +79,7 @@ def main() -> None:
     if args.data_subset:
         frames = frames[:args.data_subset]
     if args.rotor_augment:
-        perms = rotor_permutations(frames.shape[1], rotor_groups(system.topology))
-        check_energy_invariance(system.energy.energy, frames[:4], perms)
-        frames = augment_frames(frames, perms)
+        frames = augment_system_frames(system, frames)[0]
     transform = InternalCoordinates.fit(zmatrix_for_system(system), frames, circular_threshold=args.circular_threshold)
     base = base_for(system, transform)
     z_data = transform.inverse(frames)[0].float()

@@ -22,7 +22,8 @@ import torch
 from molsample.errors import ConfigError
 from molsample.molecules.topology_graph import atomic_number, bond_graph, wl_colours
 
-__all__ = ["augment_frames", "check_energy_invariance", "rotor_groups", "rotor_permutations"]
+__all__ = ["augment_frames", "augment_system_frames", "check_energy_invariance", "rotor_groups",
+           "rotor_permutations"]
 
 
 def rotor_groups(topology: Any) -> list[tuple[int, ...]]:
@@ -82,3 +83,18 @@ def check_energy_invariance(energy: Callable[[torch.Tensor], torch.Tensor], fram
             raise ConfigError(f"relabelling atoms {moved} changes the energy by up to "
                               f"{float((e - e0).abs().max()):.3g}: the force field does not treat them as "
                               "equivalent; turn the rotor augmentation off ([flow] rotor_augment = false)")
+
+
+def augment_system_frames(system: Any, frames: torch.Tensor
+                          ) -> tuple[torch.Tensor, list[tuple[int, ...]], torch.Tensor]:
+    """``frames (n, n_atoms, 3)`` of ``system`` under every cyclic relabelling of its rotor groups, after
+    checking on four frames that the system's energy does not change.
+
+    Returns:
+        ``(augmented (n_perm · n, n_atoms, 3), groups, perms)`` (:func:`augment_frames`,
+        :func:`rotor_groups`, :func:`rotor_permutations`).
+    """
+    groups = rotor_groups(system.topology)
+    perms = rotor_permutations(frames.shape[1], groups)
+    check_energy_invariance(system.energy.energy, frames[:4], perms)
+    return augment_frames(frames, perms), groups, perms

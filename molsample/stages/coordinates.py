@@ -36,12 +36,9 @@ def coordinates_stage(ctx: RunContext) -> None:
 def _rotor_augmented(ctx: RunContext, frames: torch.Tensor) -> torch.Tensor:
     """``frames`` under every cyclic relabelling of the system's rotor groups, after checking on four
     frames that the energy does not change (:mod:`molsample.molecules.rotor_symmetry`)."""
-    from molsample.molecules.rotor_symmetry import (augment_frames, check_energy_invariance, rotor_groups,
-                                                    rotor_permutations)
+    from molsample.molecules.rotor_symmetry import augment_system_frames
 
-    groups = rotor_groups(ctx.system.topology)
-    perms = rotor_permutations(frames.shape[1], groups)
-    check_energy_invariance(ctx.system.energy.energy, frames[:4], perms)
+    augmented, groups, perms = augment_system_frames(ctx.system, frames)
     ctx.echo(f"rotor augmentation: {len(groups)} groups of equivalent atoms, {len(perms)} relabellings of "
              f"each of {len(frames)} frames")
-    return augment_frames(frames, perms)
+    return augmented
