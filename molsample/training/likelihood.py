@@ -44,10 +44,11 @@ class LikelihoodConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "ode_steps"):
+        counts = (("steps", 0, "non-negative"), ("batch_size", 1, "positive"), ("ode_steps", 1, "positive"))
+        for name, low, kind in counts:
             v = getattr(self, name)
-            if not isinstance(v, int) or v < (0 if name == "steps" else 1):
-                raise ConfigError(f"likelihood.{name} = {v!r} must be a {'non-negative' if name == 'steps' else 'positive'} integer")
+            if not isinstance(v, int) or v < low:
+                raise ConfigError(f"likelihood.{name} = {v!r} must be a {kind} integer")
         if not self.lr > 0:
             raise ConfigError(f"likelihood.lr = {self.lr} must be > 0")
 
